@@ -1,0 +1,1 @@
+"""What data is and where it comes from."""

@@ -1,0 +1,1 @@
+"""Importers: raw published result layouts -> the dataset contract."""

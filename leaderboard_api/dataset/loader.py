@@ -1,0 +1,567 @@
+"""Read, validate and normalize a dataset directory into a Snapshot, with a disk cache keyed by id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import polars as pl
+from pydantic import BaseModel, ValidationError
+
+from leaderboard_api.dataset.contract import (
+    BENCHMARKS_FILE,
+    CATEGORICAL_COLUMNS,
+    CONTRACT_VERSION,
+    DEFAULT_BENCHMARK,
+    MENU_FILE,
+    MODELS_FILES,
+    RESULT_COLUMNS,
+    RESULT_KEY,
+    RESULTS_DIR,
+    TASKS_FILE,
+    BenchmarkInfo,
+    BenchmarkTask,
+    DatasetError,
+    DatasetWarning,
+    LoadStats,
+    MenuEntry,
+    MenuLeaf,
+    ModelInfo,
+    TaskInfo,
+)
+from leaderboard_api.dataset.snapshot import Snapshot
+from leaderboard_api.dataset.sources import ResolvedSource
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=BaseModel)
+_ORDER = "__order"
+
+
+def _rows(frame: pl.DataFrame, mask: pl.Expr, columns: list[str], n: int = 3) -> list[str]:
+    """A few offending rows, as ``row N: col=value, ...`` strings for error messages."""
+    picked = frame.with_row_index("__row").filter(mask).head(n)
+    shown = [c for c in ["__row", *columns] if c in picked.columns]
+    out = []
+    for row in picked.select(shown).iter_rows(named=True):
+        index = row.pop("__row")
+        out.append(f"row {index}: " + ", ".join(f"{k}={v!r}" for k, v in row.items()))
+    return out
+
+
+def _check_results_file(frame: pl.DataFrame, *, rel: str) -> tuple[pl.DataFrame, int]:
+    """Validate one results file and bring it to the contract's dtypes; returns (frame, NaNs)."""
+    for name, (dtype, required, default) in RESULT_COLUMNS.items():
+        if name not in frame.columns:
+            if required:
+                msg = "missing required column"
+                hint = f"columns present: {', '.join(frame.columns) or '(none)'}"
+                raise DatasetError(msg, file=rel, column=name, hint=hint)
+            frame = frame.with_columns(pl.lit(default, dtype=dtype).alias(name))
+            continue
+        have = frame.schema[name]
+        if name == "score":
+            if not (have.is_numeric() or have == pl.Null):
+                msg = f"wrong type: expected a float, found {have}"
+                raise DatasetError(
+                    msg, file=rel, column=name, examples=_rows(frame, pl.lit(True), [name])
+                )
+        elif name == "languages":
+            if have == pl.String:
+                frame = frame.with_columns(
+                    pl.when(pl.col(name).is_null())
+                    .then(pl.lit([], dtype=pl.List(pl.String)))
+                    .otherwise(pl.concat_list(pl.col(name)))
+                    .alias(name)
+                )
+                have = frame.schema[name]
+            if not (have == pl.Null or (isinstance(have, pl.List) and have.inner == pl.String)):
+                msg = f"wrong type: expected list[str], found {have}"
+                raise DatasetError(msg, file=rel, column=name)
+        elif not (have in (pl.String, pl.Categorical, pl.Null) or isinstance(have, pl.Enum)):
+            msg = f"wrong type: expected str, found {have}"
+            raise DatasetError(
+                msg, file=rel, column=name, examples=_rows(frame, pl.lit(True), [name])
+            )
+    frame = frame.with_columns(
+        pl.col(name).cast(pl.Categorical if name in CATEGORICAL_COLUMNS else dtype)
+        for name, (dtype, _, _) in RESULT_COLUMNS.items()
+    )
+    for name in ("model_name", "task_name"):
+        bad = pl.col(name).is_null() | (pl.col(name) == "")
+        if frame.select(bad.any()).item():
+            msg = "empty or null value in a required column"
+            raise DatasetError(msg, file=rel, column=name, examples=_rows(frame, bad, [name]))
+    infinite = pl.col("score").is_infinite()
+    if frame.select(infinite.any()).item():
+        msg = "infinite scores are not allowed (use null for a missing score)"
+        raise DatasetError(
+            msg,
+            file=rel,
+            column="score",
+            examples=_rows(frame, infinite, ["model_name", "task_name", "split", "subset", "score"]),
+        )
+    nans = int(frame.select(pl.col("score").is_nan().sum()).item() or 0)
+    frame = frame.with_columns(
+        pl.col("score").fill_nan(None),
+        pl.col("split").fill_null("test"),
+        pl.col("subset").fill_null("default"),
+        pl.col("languages").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+    )
+    if "metric" in frame.columns:
+        if frame.schema["metric"] not in (pl.String, pl.Categorical, pl.Null):
+            msg = f"wrong type: expected str, found {frame.schema['metric']}"
+            raise DatasetError(msg, file=rel, column="metric")
+        frame = frame.with_columns(pl.col("metric").cast(pl.String))
+    # Key columns repeat a few thousand distinct strings over millions of rows: as
+    # Categorical they take a fifth of the memory and group, join and hash far faster.
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.Categorical) for c in CATEGORICAL_COLUMNS if c in frame.columns
+    )
+    if "evaluated_at" in frame.columns:
+        have = frame.schema["evaluated_at"]
+        if isinstance(have, pl.Datetime):
+            col = pl.col("evaluated_at")
+            col = col.dt.replace_time_zone("UTC") if have.time_zone is None else col
+            frame = frame.with_columns(col.dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+        elif have == pl.Date:
+            frame = frame.with_columns(pl.col("evaluated_at").cast(pl.Datetime("us", "UTC")))
+        else:
+            msg = f"wrong type: expected a timestamp, found {have}"
+            raise DatasetError(msg, file=rel, column="evaluated_at")
+    return frame, nans
+
+
+def _key_hash(columns: list[str]) -> pl.Expr:
+    """A 64-bit hash over several columns, far cheaper in memory than hashing a struct."""
+    expr = pl.col(columns[0]).hash(seed=0)
+    for seed, name in enumerate(columns[1:], start=1):
+        expr = (expr * 0x9E3779B97F4A7C15) ^ pl.col(name).hash(seed=seed)
+    return expr
+
+
+def _drop_duplicates(frame: pl.DataFrame, *, key: list[str], order: list[str]) -> pl.DataFrame:
+    """Collapse rows with equal keys; the later one wins (newest evaluated_at, later file, row).
+
+    A 64-bit hash of the key finds candidate duplicates cheaply; only those rows go
+    through the exact (and memory-hungry) comparison, so clean data costs one hash pass.
+    """
+    hashed = frame.select(_key_hash(key).is_duplicated()).to_series()
+    if not hashed.any():
+        return frame
+    suspects = frame.filter(hashed)
+    kept = suspects.sort(order, nulls_last=False).unique(subset=key, keep="last")
+    return pl.concat([frame.filter(~hashed), kept], how="vertical")
+
+
+def read_results(root: Path) -> tuple[pl.DataFrame, LoadStats]:
+    """Read every parquet file under ``results/``, validated, deduplicated, in file order."""
+    folder = root / RESULTS_DIR
+    if not folder.is_dir():
+        msg = f"no {RESULTS_DIR}/ folder"
+        raise DatasetError(msg, file=str(root), hint="a dataset needs results/*.parquet")
+    files = sorted(
+        (p for p in folder.rglob("*.parquet") if p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    if not files:
+        msg = "holds no parquet files"
+        raise DatasetError(msg, file=f"{root / RESULTS_DIR}/")
+    frames: list[pl.DataFrame] = []
+    nans = 0
+    rows_read = 0
+    for index, file in enumerate(files):
+        rel = file.relative_to(root).as_posix()
+        try:
+            lazy = pl.scan_parquet(file)
+            schema = lazy.collect_schema()
+            # Cast key strings while reading: the full string columns never exist in memory.
+            frame = lazy.with_columns(
+                pl.col(c).cast(pl.Categorical)
+                for c in CATEGORICAL_COLUMNS
+                if schema.get(c) == pl.String
+            ).collect()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            msg = f"cannot read parquet ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            raise DatasetError(msg, file=rel, hint="the file is truncated or not parquet") from exc
+        frame, file_nans = _check_results_file(frame, rel=rel)
+        nans += file_nans
+        rows_read += frame.height
+        frames.append(
+            frame.with_columns(
+                (pl.int_range(pl.len(), dtype=pl.Int64) + (index << 40)).alias(_ORDER)
+            )
+        )
+    results = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    key = [c for c in RESULT_KEY if c in results.columns]
+    order = [_ORDER]
+    if "evaluated_at" in results.columns:
+        order = ["evaluated_at", _ORDER]
+    results = _drop_duplicates(results, key=key, order=order)
+    stats = LoadStats(
+        files=len(files),
+        rows_read=rows_read,
+        rows=results.height,
+        nan_scores=nans,
+        duplicates_dropped=rows_read - results.height,
+    )
+    return results, stats
+
+
+def _read_jsonl(path: Path, model: type[E], *, root: Path) -> list[E]:
+    rel = path.relative_to(root).as_posix()
+    out: list[E] = []
+    seen: dict[str, int] = {}
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                msg = f"line {number} is not valid JSON ({exc})"
+                raise DatasetError(msg, file=rel) from exc
+            out.append(_validate_entry(raw, model, rel=rel, where=f"line {number}"))
+            name = getattr(out[-1], "name", None)
+            if isinstance(name, str):
+                if name in seen:
+                    msg = f"duplicate name {name!r} on lines {seen[name]} and {number}"
+                    raise DatasetError(msg, file=rel, column="name")
+                seen[name] = number
+    return out
+
+
+def _validate_entry(raw: object, model: type[E], *, rel: str, where: str) -> E:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        column = ".".join(str(p) for p in first["loc"]) or None
+        msg = f"{where}: {first['msg']}"
+        raise DatasetError(msg, file=rel, column=column) from None
+
+
+def _read_models(root: Path) -> list[ModelInfo]:
+    jsonl, parquet = (root / name for name in MODELS_FILES)
+    if jsonl.is_file():
+        return _read_jsonl(jsonl, ModelInfo, root=root)
+    if not parquet.is_file():
+        return []
+    rel = parquet.relative_to(root).as_posix()
+    try:
+        rows = pl.read_parquet(parquet).to_dicts()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        msg = f"cannot read parquet ({str(exc).splitlines()[0][:200]})"
+        raise DatasetError(msg, file=rel) from exc
+    out = [_validate_entry(r, ModelInfo, rel=rel, where=f"row {i}") for i, r in enumerate(rows)]
+    dupes = [n for n, c in Counter(m.name for m in out).items() if c > 1]
+    if dupes:
+        raise DatasetError("duplicate names", file=rel, column="name", examples=sorted(dupes))
+    return out
+
+
+def _read_menu(root: Path) -> list[MenuEntry]:
+    path = root / MENU_FILE
+    if not path.is_file():
+        return []
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise DatasetError(f"not valid JSON ({exc})", file=MENU_FILE) from exc
+    if isinstance(raw, dict) and "groups" in raw:
+        raw = raw["groups"]
+    if not isinstance(raw, list):
+        msg = "expected a JSON list of menu groups"
+        raise DatasetError(msg, file=MENU_FILE)
+    return [_validate_entry(g, MenuEntry, rel=MENU_FILE, where=f"group {i}") for i, g in enumerate(raw)]
+
+
+def _menu_leaves(entries: Iterable[MenuEntry | MenuLeaf]) -> Iterable[str]:
+    for entry in entries:
+        if isinstance(entry, MenuLeaf):
+            yield entry.benchmark
+        else:
+            yield from _menu_leaves(entry.children)
+
+
+def _choose_main_metric(
+    results: pl.DataFrame, tasks: Mapping[str, TaskInfo], warnings: list[DatasetWarning]
+) -> pl.DataFrame:
+    """Keep, per task, the rows of its main metric (rows with a null metric count as main)."""
+    main = {name: t.main_metric for name, t in tasks.items() if t.main_metric}
+    metrics_by_task = (
+        results.filter(pl.col("metric").is_not_null())
+        .group_by("task_name")
+        .agg(pl.col("metric").cast(pl.String).unique().sort())
+        .with_columns(pl.col("task_name").cast(pl.String))
+        .sort("task_name")
+    )
+    for task, metrics in metrics_by_task.iter_rows():
+        if task in main and main[task] not in metrics:
+            warnings.append(
+                DatasetWarning(
+                    f"task {task!r}: main metric {main[task]!r} absent from results "
+                    f"(have {', '.join(metrics[:5])}); its other metrics are ignored"
+                )
+            )
+        if task not in main:
+            main[task] = metrics[0]
+            if len(metrics) > 1:
+                warnings.append(
+                    DatasetWarning(
+                        f"task {task!r} has no main_metric in tasks.jsonl; using {metrics[0]!r}"
+                    )
+                )
+    lookup = pl.DataFrame(
+        {"task_name": list(main), "__main": list(main.values())},
+        schema={"task_name": pl.String, "__main": pl.String},
+    )
+    lookup = lookup.with_columns(pl.all().cast(pl.Categorical))
+    joined = results.join(lookup, on="task_name", how="left")
+    keep = pl.col("metric").is_null() | (pl.col("metric") == pl.col("__main"))
+    return joined.filter(keep).drop("__main", "metric")
+
+
+def _choose_revisions(
+    results: pl.DataFrame, models: Mapping[str, ModelInfo]
+) -> tuple[pl.DataFrame, int]:
+    """One revision per model: the catalog's, else the one with most results, ties by name."""
+    pair_hash = _key_hash(["model_name", "model_revision"]).alias("__pair")
+    hashes = results.select(pair_hash).to_series()
+    counts = (
+        results.select("model_name", "model_revision")
+        .with_columns(hashes)
+        .group_by("__pair")
+        .agg(pl.col("model_name").first(), pl.col("model_revision").first(), pl.len())
+        .with_columns(pl.col("model_name", "model_revision").cast(pl.String))
+    )
+    if counts.height == counts.select(pl.col("model_name").n_unique()).item():
+        return results, 0
+    if counts.select(pl.struct("model_name", "model_revision").n_unique()).item() != counts.height:
+        msg = "hash collision between (model_name, model_revision) pairs"
+        raise RuntimeError(msg)
+    named = pl.DataFrame(
+        {
+            "model_name": [m.name for m in models.values() if m.revision is not None],
+            "__named": [m.revision for m in models.values() if m.revision is not None],
+        },
+        schema={"model_name": pl.String, "__named": pl.String},
+    )
+    chosen = (
+        counts.join(named, on="model_name", how="left")
+        .with_columns(
+            (pl.col("model_revision") == pl.col("__named")).fill_null(False).alias("__is_named"),
+            pl.col("model_revision").fill_null("").alias("__rev_sort"),
+        )
+        .sort(
+            ["model_name", "__is_named", "len", "__rev_sort"],
+            descending=[False, True, True, False],
+        )
+        .unique(subset="model_name", keep="first", maintain_order=True)
+        .get_column("__pair")
+    )
+    kept = results.filter(hashes.is_in(chosen.implode()))
+    return kept, results.height - kept.height
+
+
+def _index(entries: Iterable[E]) -> dict[str, E]:
+    return {getattr(e, "name"): e for e in sorted(entries, key=lambda e: getattr(e, "name"))}
+
+
+def build_snapshot(source: ResolvedSource) -> Snapshot:
+    """Parse and validate ``source.path`` into a Snapshot; raises DatasetError on bad input."""
+    root = source.path
+    results, stats = read_results(root)
+    warnings: list[DatasetWarning] = []
+    models = _index(_read_models(root))
+    tasks_path = root / TASKS_FILE
+    tasks = _index(_read_jsonl(tasks_path, TaskInfo, root=root)) if tasks_path.is_file() else {}
+    bench_path = root / BENCHMARKS_FILE
+    benchmarks = (
+        _index(_read_jsonl(bench_path, BenchmarkInfo, root=root)) if bench_path.is_file() else {}
+    )
+    menu = _read_menu(root)
+    known = set(benchmarks)
+    unknown = sorted({leaf for leaf in _menu_leaves(menu) if leaf not in known})
+    if unknown:
+        msg = "names benchmarks that benchmarks.jsonl does not define"
+        raise DatasetError(msg, file=MENU_FILE, column="benchmark", examples=unknown)
+
+    metrics: pl.DataFrame | None = None
+    if "metric" in results.columns:
+        metrics = results.drop(_ORDER)
+        results = _choose_main_metric(results, tasks, warnings)
+    results, dropped = _choose_revisions(results, models)
+    # Rows stay in file order (deterministic for the same files); sorting 1.3M string keys
+    # would double peak memory, and scoring sorts the small frames it aggregates.
+    results = results.drop(_ORDER)
+    front = [c for c in RESULT_COLUMNS if c in results.columns]
+    results = results.select(front + [c for c in results.columns if c not in front])
+
+    result_tasks = results.get_column("task_name").unique().sort().to_list()
+    result_models = results.get_column("model_name").unique().sort().to_list()
+    for task in result_tasks:
+        tasks.setdefault(task, TaskInfo(name=task))
+    for model in result_models:
+        models.setdefault(model, ModelInfo(name=model))
+    tasks = dict(sorted(tasks.items()))
+    models = dict(sorted(models.items()))
+    if not benchmarks:
+        benchmarks = {
+            DEFAULT_BENCHMARK: BenchmarkInfo(
+                name=DEFAULT_BENCHMARK,
+                display_name="All tasks",
+                description="Every task in the dataset (no benchmarks.jsonl was given).",
+                tasks=[BenchmarkTask(task=t) for t in result_tasks],
+            )
+        }
+    have = set(result_tasks)
+    for bench in benchmarks.values():
+        missing = sorted({t.task for t in bench.tasks} - have)
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            warnings.append(
+                DatasetWarning(
+                    f"benchmark {bench.name!r} names {len(missing)} task(s) with no results: "
+                    f"{shown}",
+                    file=BENCHMARKS_FILE,
+                )
+            )
+    if stats.nan_scores:
+        warnings.append(
+            DatasetWarning(f"{stats.nan_scores} NaN score(s) treated as missing", file=RESULTS_DIR)
+        )
+    stats = LoadStats(
+        files=stats.files,
+        rows_read=stats.rows_read,
+        rows=results.height,
+        nan_scores=stats.nan_scores,
+        duplicates_dropped=stats.duplicates_dropped,
+        revisions_dropped=dropped,
+    )
+    return Snapshot(
+        id=source.snapshot_id,
+        source=source.spec,
+        results=results,
+        metrics=metrics,
+        models=models,
+        tasks=tasks,
+        benchmarks=benchmarks,
+        menu=tuple(menu),
+        loaded_at=datetime.now(UTC),
+        updated_at=source.updated_at,
+        warnings=tuple(warnings),
+        stats=stats,
+    )
+
+
+# --- disk cache -------------------------------------------------------------------------
+
+
+def cache_entry(cache_dir: Path, snapshot_id: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in snapshot_id)
+    return cache_dir / f"{safe}.c{CONTRACT_VERSION}"
+
+
+def _dump_catalog(snapshot: Snapshot) -> bytes:
+    doc: dict[str, Any] = {
+        "id": snapshot.id,
+        "source": snapshot.source,
+        "updated_at": snapshot.updated_at.isoformat(),
+        "models": [m.model_dump(mode="json") for m in snapshot.models.values()],
+        "tasks": [t.model_dump(mode="json") for t in snapshot.tasks.values()],
+        "benchmarks": [b.model_dump(mode="json") for b in snapshot.benchmarks.values()],
+        "menu": [g.model_dump(mode="json") for g in snapshot.menu],
+        "warnings": [[w.message, w.file] for w in snapshot.warnings],
+        "stats": {
+            "files": snapshot.stats.files,
+            "rows_read": snapshot.stats.rows_read,
+            "rows": snapshot.stats.rows,
+            "nan_scores": snapshot.stats.nan_scores,
+            "duplicates_dropped": snapshot.stats.duplicates_dropped,
+            "revisions_dropped": snapshot.stats.revisions_dropped,
+        },
+    }
+    return json.dumps(doc, sort_keys=True).encode()
+
+
+def write_cache(snapshot: Snapshot, cache_dir: Path) -> Path:
+    """Write the normalized frames and catalogs; atomic: a reader sees all of it or nothing."""
+    final = cache_entry(cache_dir, snapshot.id)
+    if final.is_dir():
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir))
+    try:
+        snapshot.results.write_parquet(tmp / "results.parquet", compression="lz4")
+        if snapshot.metrics is not None:
+            snapshot.metrics.write_parquet(tmp / "metrics.parquet", compression="lz4")
+        (tmp / "catalog.json").write_bytes(_dump_catalog(snapshot))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # another process won the race: theirs is as good
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def read_cache(cache_dir: Path, source: ResolvedSource) -> Snapshot | None:
+    entry = cache_entry(cache_dir, source.snapshot_id)
+    catalog_file = entry / "catalog.json"
+    if not catalog_file.is_file():
+        return None
+    try:
+        doc = orjson.loads(catalog_file.read_bytes())
+        results = pl.read_parquet(entry / "results.parquet")
+        metrics_file = entry / "metrics.parquet"
+        metrics = pl.read_parquet(metrics_file) if metrics_file.is_file() else None
+        models = {m["name"]: ModelInfo.model_validate(m) for m in doc["models"]}
+        tasks = {t["name"]: TaskInfo.model_validate(t) for t in doc["tasks"]}
+        benchmarks = {b["name"]: BenchmarkInfo.model_validate(b) for b in doc["benchmarks"]}
+        menu = tuple(MenuEntry.model_validate(g) for g in doc["menu"])
+        warnings = tuple(DatasetWarning(m, f) for m, f in doc["warnings"])
+        stats = LoadStats(**doc["stats"])
+    except (OSError, KeyError, ValueError, pl.exceptions.PolarsError, ValidationError) as exc:
+        log.warning("ignoring unreadable disk cache %s: %s", entry, exc)
+        return None
+    return Snapshot(
+        id=source.snapshot_id,
+        source=source.spec,
+        results=results,
+        metrics=metrics,
+        models=models,
+        tasks=tasks,
+        benchmarks=benchmarks,
+        menu=menu,
+        loaded_at=datetime.now(UTC),
+        updated_at=source.updated_at,
+        warnings=warnings,
+        stats=stats,
+    )
+
+
+def load_snapshot(source: ResolvedSource, *, cache_dir: Path | None = None) -> Snapshot:
+    """The Snapshot for ``source``: from the disk cache when present, else parsed and cached."""
+    if cache_dir is not None:
+        cached = read_cache(cache_dir, source)
+        if cached is not None:
+            return cached
+    snapshot = build_snapshot(source)
+    if cache_dir is not None:
+        try:
+            write_cache(snapshot, cache_dir)
+        except OSError as exc:
+            log.warning("could not write disk cache under %s: %s", cache_dir, exc)
+    return snapshot

@@ -1,0 +1,97 @@
+"""Every setting of the service, read from the environment (``LEADERBOARD_*``) or the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "leaderboard-api"
+
+
+class Settings(BaseSettings):
+    """Settings; each field is documented in the README's settings table (a test checks)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADERBOARD_", extra="ignore", frozen=True)
+
+    data: str | None = Field(
+        default=None,
+        description="Dataset: a directory, hf://datasets/ORG/NAME[@REV], or unset for the sample.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
+    cache_dir: Path | None = Field(
+        default_factory=_default_cache_dir,
+        description="Disk cache of normalized datasets keyed by snapshot id; empty disables.",
+    )
+    hf_cache_dir: Path | None = Field(
+        default=None, description="Hugging Face cache folder (default: huggingface_hub's own)."
+    )
+    cache_control: str = Field(
+        default="public, max-age=60, stale-while-revalidate=600",
+        description="Cache-Control header of /v1 responses.",
+    )
+    cors_origins: CommaList = Field(
+        default_factory=list, description="Comma-separated allowed CORS origins (`*` for any)."
+    )
+    lru_max_entries: int = Field(
+        default=1024, ge=1, description="Most parameterized responses kept in memory."
+    )
+    lru_max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes (all encodings) of parameterized responses kept in memory.",
+    )
+    warmup_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Payload builds running at once during warmup."
+    )
+    warmup: bool = Field(default=True, description="Preload every unparameterized route.")
+    watch_seconds: float | None = Field(
+        default=None,
+        ge=1,
+        description="Seconds between checks for a new dataset version (default 300 for hub, "
+        "off for directories).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token for POST /admin/reload; unset disables it."
+    )
+    icon_allowed_hosts: CommaList = Field(
+        default_factory=lambda: [
+            "github.com",
+            "raw.githubusercontent.com",
+            "huggingface.co",
+            "cdn-uploads.huggingface.co",
+        ],
+        description="Comma-separated hosts /v1/icon/{name} may fetch from.",
+    )
+    icon_max_bytes: int = Field(default=512 * 1024, ge=1, description="Largest icon proxied.")
+    icon_timeout_seconds: float = Field(default=5.0, gt=0, description="Icon fetch time limit.")
+    log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
+    log_level: str = Field(default="INFO", description="Log level.")
+    access_log: bool = Field(
+        default=False, description="Log every request, including fast-path ones."
+    )
+    metrics: bool = Field(default=True, description="Serve /metrics and count requests.")
+
+    @field_validator("cors_origins", "icon_allowed_hosts", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cache_dir", "hf_cache_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def effective_watch_seconds(self) -> float | None:
+        if self.watch_seconds is not None:
+            return self.watch_seconds
+        return 300.0 if (self.data or "").startswith("hf://") else None
