@@ -213,6 +213,9 @@ def not_modified_variant(
         if if_none_match.strip() == "*":
             return preferred
         by_etag = payload.by_etag
+        exact = by_etag.get(if_none_match)
+        if exact is not None:
+            return exact  # the usual case: one tag, echoed back as we sent it
         first: Variant | None = None
         for tag in entity_tags(if_none_match):
             variant = by_etag.get(tag)

@@ -1,0 +1,112 @@
+"""RFC 9457 problem+json: the one error shape of every route, and the handlers that produce it."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from leaderboard_api.lifecycle import NotReady
+from leaderboard_api.scoring.errors import ScoringError
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+class BadParameter(ValueError):
+    """A query parameter the route cannot accept (422)."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        self.parameter = parameter
+        super().__init__(f"parameter {parameter!r}: {message}")
+
+
+def problem(
+    status: int,
+    *,
+    detail: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
+    if extra:
+        body.update(extra)
+    all_headers = {"cache-control": "no-store"}
+    all_headers.update(headers or {})
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_TYPE, headers=all_headers
+    )
+
+
+def _status_for(exc: ScoringError) -> int:
+    return 404 if isinstance(exc, LookupError) else 422
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map framework and domain errors to problem+json; nothing else answers errors."""
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route matches {request.url.path}"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem(
+            exc.status_code,
+            detail=detail,
+            instance=request.url.path,
+            headers=dict(exc.headers or {}),
+        )
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {
+                "parameter": ".".join(str(p) for p in err.get("loc", ())[1:]) or None,
+                "in": str(err.get("loc", ("query",))[0]),
+                "message": err.get("msg"),
+            }
+            for err in exc.errors()
+        ]
+        first = errors[0] if errors else {"parameter": None, "message": "invalid request"}
+        detail = f"parameter {first['parameter']!r}: {first['message']}"
+        return problem(422, detail=detail, instance=request.url.path, extra={"errors": errors})
+
+    async def bad_parameter(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BadParameter)
+        return problem(
+            422,
+            detail=str(exc),
+            instance=request.url.path,
+            extra={"errors": [{"parameter": exc.parameter, "in": "query", "message": str(exc)}]},
+        )
+
+    async def scoring_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ScoringError)
+        return problem(_status_for(exc), detail=str(exc), instance=request.url.path)
+
+    async def not_ready(request: Request, exc: Exception) -> Response:
+        return problem(
+            503,
+            detail="the dataset is still loading",
+            instance=request.url.path,
+            headers={"retry-after": "2"},
+        )
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(BadParameter, bad_parameter)
+    app.add_exception_handler(ScoringError, scoring_error)
+    app.add_exception_handler(NotReady, not_ready)

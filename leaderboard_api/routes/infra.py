@@ -1,0 +1,119 @@
+"""Infrastructure routes at the root: health, readiness, robots, favicon and the web page."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from leaderboard_api import schemas
+from leaderboard_api.lifecycle import AppState
+from leaderboard_api.serving.payload import Payload
+
+router = APIRouter(tags=["infra"])
+GET = ["GET", "HEAD"]
+NO_STORE = {"cache-control": "no-store"}
+STATIC_CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=3600"
+ROBOTS = b"User-agent: *\nAllow: /\nDisallow: /v1/\nDisallow: /admin/\n"
+# A 1x1 transparent ICO-compatible PNG keeps browsers from asking again and again.
+FAVICON = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
+)
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.lb
+    return state
+
+
+@router.api_route("/health", methods=GET, include_in_schema=True)
+async def health() -> Response:
+    """Liveness: the process answers; never touches data."""
+    return Response(b'{"status":"ok"}', media_type="application/json", headers=NO_STORE)
+
+
+@router.api_route("/ready", methods=GET, response_model=schemas.ReadyOut)
+async def ready(request: Request) -> Response:
+    """Readiness: 503 with Retry-After until the dataset is loaded and warm, then 200."""
+    state = _state(request)
+    body = ready_body(state)
+    if not state.ready:
+        return Response(
+            orjson.dumps(body),
+            status_code=503,
+            media_type="application/json",
+            headers={**NO_STORE, "retry-after": "2"},
+        )
+    return Response(orjson.dumps(body), media_type="application/json", headers=NO_STORE)
+
+
+def ready_body(state: AppState) -> dict[str, object]:
+    loaded = state.loaded
+    snap = loaded.snapshot if loaded else None
+    return schemas.ReadyOut(
+        status="ready" if state.ready else ("loading" if state.last_error is None else "error"),
+        snapshot=snap.id if snap else None,
+        source=snap.source if snap else None,
+        loaded_at=snap.loaded_at.isoformat() if snap else None,
+        updated_at=snap.updated_at.isoformat() if snap else None,
+        rows=snap.stats.rows if snap else None,
+        warmed=state.warmed,
+        last_error=state.last_error,
+        warnings=[w.render() for w in snap.warnings] if snap else [],
+    ).model_dump(by_alias=True)
+
+
+def static_dir() -> Path:
+    """The web page's folder: ``static/`` beside the package (a source checkout or image)."""
+    return Path(__file__).resolve().parents[2] / "static"
+
+
+def static_payloads(root: Path, *, last_modified_fallback: object = None) -> dict[str, Payload]:
+    """Every file under ``root`` as a Payload keyed by URL path; ``/`` is ``index.html``."""
+    from datetime import UTC, datetime
+
+    out: dict[str, Payload] = {}
+    if not root.is_dir():
+        return out
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = file.relative_to(root).as_posix()
+        media, _ = mimetypes.guess_type(file.name)
+        media = media or "application/octet-stream"
+        if media.startswith("text/") or media in ("application/javascript", "image/svg+xml"):
+            media += "; charset=utf-8"
+        if file.suffix == ".js":
+            media = "text/javascript; charset=utf-8"
+        payload = Payload.build(
+            file.read_bytes(),
+            media_type=media,
+            last_modified=datetime.fromtimestamp(int(file.stat().st_mtime), tz=UTC),
+            cache_control=STATIC_CACHE_CONTROL,
+        )
+        out["/" + rel] = payload
+        if rel == "index.html":
+            out["/"] = payload
+    return out
+
+
+def builtin_payloads(*, when: object) -> dict[str, Payload]:
+    from datetime import UTC, datetime
+
+    moment = when if isinstance(when, datetime) else datetime(2024, 1, 1, tzinfo=UTC)
+    return {
+        "/robots.txt": Payload.build(
+            ROBOTS,
+            media_type="text/plain; charset=utf-8",
+            last_modified=moment,
+            cache_control="public, max-age=86400",
+        ),
+        "/favicon.ico": Payload.build(
+            FAVICON,
+            media_type="image/png",
+            last_modified=moment,
+            cache_control="public, max-age=86400",
+        ),
+    }

@@ -1,0 +1,369 @@
+"""The /v1 routes: validate parameters, then serve a cached Payload built from the snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from pydantic_core import to_json
+from starlette.responses import Response
+
+from leaderboard_api import schemas
+from leaderboard_api.lifecycle import AppState
+from leaderboard_api.problems import BadParameter
+from leaderboard_api.serving.fastpath import PayloadResponse
+from leaderboard_api.serving.payload import Payload
+from leaderboard_api.views import Views
+
+JSON = "application/json"
+CSV = "text/csv; charset=utf-8"
+MAX_BUCKETS = 8
+GET = ["GET", "HEAD"]
+
+router = APIRouter(prefix="/v1", tags=["v1"])
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.lb
+    return state
+
+
+def encode(obj: Any) -> bytes:
+    """Schemas (or lists of them) to JSON bytes, camelCase, in field order."""
+    return to_json(obj, by_alias=True)
+
+
+def make_payload(
+    state: AppState, views: Views, body: bytes, *, media_type: str = JSON, extra: Any = ()
+) -> Payload:
+    """The one way a /v1 body becomes a Payload (handlers, warmup and export share it)."""
+    return Payload.build(
+        body,
+        media_type=media_type,
+        last_modified=views.snapshot.updated_at,
+        cache_control=state.settings.cache_control,
+        extra_headers=extra,
+    )
+
+
+async def serve(
+    request: Request,
+    *,
+    route: str,
+    params: tuple[Hashable, ...],
+    build: Callable[[Views], bytes],
+    media_type: str = JSON,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+) -> Response:
+    """Answer from the cache, building once per (snapshot, route, normalized params)."""
+    state = _state(request)
+    loaded = state.loaded
+    if loaded is None:
+        state.snapshot  # noqa: B018 - raises NotReady, answered 503 by the problem handler
+        raise AssertionError
+    snapshot_id = loaded.snapshot.id
+    views: Views = loaded.views
+    key = (snapshot_id, route, params)
+
+    def run() -> Payload:
+        return make_payload(state, views, build(views), media_type=media_type, extra=extra_headers)
+
+    payload = await state.cache.get_or_build(key, run, pin=not params)
+    # Alias the raw spelling so the next identical request takes the fast path.
+    raw = (snapshot_id, request.scope["path"], request.scope.get("query_string", b""))
+    if raw != key and state.cache.get_ready(raw) is None:
+        state.cache.put(raw, payload, pin=not params and not raw[2])
+    return PayloadResponse(payload)
+
+
+def csv_filename(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) + ".csv"
+
+
+def _truthy(value: str | None, *, name: str) -> bool | None:
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise BadParameter(name, f"expected true or false, got {value!r}")
+
+
+def split_list(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated or comma-separated query values as one flat tuple."""
+    out: list[str] = []
+    for value in values or []:
+        out.extend(part.strip() for part in value.split(",") if part.strip())
+    return tuple(out)
+
+
+def parse_buckets(raw: str | None) -> tuple[tuple[float, float | None], ...] | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadParameter("buckets", "expected JSON like [[0,500],[500,null]]") from exc
+    if not isinstance(parsed, list) or not parsed:
+        raise BadParameter("buckets", "expected a non-empty JSON list of [min, max] pairs")
+    if len(parsed) > MAX_BUCKETS:
+        raise BadParameter("buckets", f"at most {MAX_BUCKETS} buckets, got {len(parsed)}")
+    out: list[tuple[float, float | None]] = []
+    for item in parsed:
+        ok = isinstance(item, list) and len(item) == 2
+        low, high = (item[0], item[1]) if ok else (None, None)
+        if not ok or not isinstance(low, int | float) or isinstance(low, bool):
+            raise BadParameter("buckets", f"bucket {item!r} is not [min, max|null]")
+        if high is not None and (not isinstance(high, int | float) or isinstance(high, bool)):
+            raise BadParameter("buckets", f"bucket {item!r} has a non-numeric max")
+        if low < 0 or (high is not None and high <= low):
+            raise BadParameter("buckets", f"bucket {item!r} needs 0 <= min < max")
+        out.append((float(low), None if high is None else float(high)))
+    return tuple(out)
+
+
+# --- benchmarks ---------------------------------------------------------------------------
+
+
+@router.api_route("/benchmarks", methods=GET, response_model=list[schemas.BenchmarkOut])
+async def list_benchmarks(request: Request, include_hidden: str | None = None) -> Response:
+    hidden = bool(_truthy(include_hidden, name="include_hidden"))
+    return await serve(
+        request,
+        route="benchmarks",
+        params=(hidden,) if hidden else (),
+        build=lambda v: encode(v.benchmarks(include_hidden=hidden)),
+    )
+
+
+@router.api_route("/benchmarks/menu", methods=GET, response_model=list[schemas.MenuGroupOut])
+async def benchmark_menu(request: Request) -> Response:
+    return await serve(request, route="menu", params=(), build=lambda v: encode(v.menu()))
+
+
+def _languages(
+    languages: Annotated[list[str] | None, Query(description="codes or names; repeat or comma-separate")],
+    views: Views,
+) -> tuple[str, ...]:
+    return views.normalize_languages(split_list(languages))
+
+
+@router.api_route(
+    "/benchmarks/{name:path}/scores.csv",
+    methods=GET,
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def benchmark_scores_csv(
+    request: Request, name: str, languages: Annotated[list[str] | None, Query()] = None
+) -> Response:
+    views = _views(request)
+    views.require_benchmark(name)
+    langs = _languages(languages, views)
+    return await serve(
+        request,
+        route=f"benchmark-csv:{name}",
+        params=(langs,) if langs else (),
+        build=lambda v: v.scores_csv(name, languages=langs),
+        media_type=CSV,
+        extra_headers=(("content-disposition", f'attachment; filename="{csv_filename(name)}"'),),
+    )
+
+
+async def _scores(request: Request, name: str, languages: list[str] | None) -> Response:
+    views = _views(request)
+    views.require_benchmark(name)
+    langs = _languages(languages, views)
+    return await serve(
+        request,
+        route=f"benchmark-scores:{name}",
+        params=(langs,) if langs else (),
+        build=lambda v: encode(v.scores(name, languages=langs)),
+    )
+
+
+@router.api_route("/benchmarks/{name:path}/scores", methods=GET, response_model=schemas.ScoresOut)
+async def benchmark_scores(
+    request: Request, name: str, languages: Annotated[list[str] | None, Query()] = None
+) -> Response:
+    return await _scores(request, name, languages)
+
+
+@router.api_route("/benchmarks/{name:path}/summary", methods=GET, response_model=schemas.ScoresOut)
+async def benchmark_summary(
+    request: Request, name: str, languages: Annotated[list[str] | None, Query()] = None
+) -> Response:
+    return await _scores(request, name, languages)
+
+
+@router.api_route(
+    "/benchmarks/{name:path}/per-language", methods=GET, response_model=schemas.PerLanguageOut
+)
+async def benchmark_per_language(request: Request, name: str) -> Response:
+    _views(request).require_benchmark(name)
+    return await serve(
+        request,
+        route=f"benchmark-per-language:{name}",
+        params=(),
+        build=lambda v: encode(v.per_language(name)),
+    )
+
+
+@router.api_route("/benchmarks/{name:path}/leaders", methods=GET, response_model=schemas.LeadersOut)
+async def benchmark_leaders(
+    request: Request,
+    name: str,
+    buckets: Annotated[
+        str | None, Query(description="JSON list of [min, max|null] in millions of parameters")
+    ] = None,
+) -> Response:
+    _views(request).require_benchmark(name)
+    parsed = parse_buckets(buckets)
+    return await serve(
+        request,
+        route=f"benchmark-leaders:{name}",
+        params=(parsed,) if parsed is not None else (),
+        build=lambda v: encode(v.leaders(name, buckets=parsed)),
+    )
+
+
+@router.api_route("/benchmarks/{name:path}", methods=GET, response_model=schemas.BenchmarkDetailOut)
+async def benchmark_detail(request: Request, name: str) -> Response:
+    _views(request).require_benchmark(name)
+    return await serve(
+        request, route=f"benchmark:{name}", params=(), build=lambda v: encode(v.benchmark(name))
+    )
+
+
+# --- tasks --------------------------------------------------------------------------------
+
+
+@router.api_route("/tasks", methods=GET, response_model=list[schemas.TaskOut])
+async def list_tasks(
+    request: Request,
+    type: str | None = None,  # noqa: A002 - the public parameter name
+    language: str | None = None,
+    domain: str | None = None,
+    name: str | None = None,
+) -> Response:
+    views = _views(request)
+    lang = views.normalize_languages((language,))[0] if language else None
+    params = tuple(
+        (k, v) for k, v in (("type", type), ("language", lang), ("domain", domain), ("name", name)) if v
+    )
+    return await serve(
+        request,
+        route="tasks",
+        params=params,
+        build=lambda v: encode(v.tasks(type=type, language=lang, domain=domain, name=name)),
+    )
+
+
+@router.api_route("/tasks/{name:path}/scores", methods=GET, response_model=schemas.TaskScoresOut)
+async def task_scores(request: Request, name: str) -> Response:
+    _views(request).require_task(name)
+    return await serve(
+        request, route=f"task-scores:{name}", params=(), build=lambda v: encode(v.task_scores(name))
+    )
+
+
+@router.api_route("/tasks/{name:path}", methods=GET, response_model=schemas.TaskOut)
+async def task_detail(request: Request, name: str) -> Response:
+    _views(request).require_task(name)
+    return await serve(
+        request, route=f"task:{name}", params=(), build=lambda v: encode(v.task(name))
+    )
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+@router.api_route("/models", methods=GET, response_model=list[schemas.ModelOut])
+async def list_models(
+    request: Request,
+    type: str | None = None,  # noqa: A002 - the public parameter name
+    open_weights: str | None = None,
+    min_params_b: Annotated[float | None, Query(ge=0)] = None,
+    max_params_b: Annotated[float | None, Query(ge=0)] = None,
+    name: str | None = None,
+) -> Response:
+    weights = _truthy(open_weights, name="open_weights")
+    if min_params_b is not None and max_params_b is not None and max_params_b < min_params_b:
+        raise BadParameter("max_params_b", "must be >= min_params_b")
+    params = tuple(
+        (k, v)
+        for k, v in (
+            ("type", type),
+            ("open_weights", weights),
+            ("min", min_params_b),
+            ("max", max_params_b),
+            ("name", name),
+        )
+        if v is not None
+    )
+    return await serve(
+        request,
+        route="models",
+        params=params,
+        build=lambda v: encode(
+            v.models(
+                type=type,
+                open_weights=weights,
+                min_params_b=min_params_b,
+                max_params_b=max_params_b,
+                name=name,
+            )
+        ),
+    )
+
+
+@router.api_route("/models/{name:path}/scores", methods=GET, response_model=schemas.ModelScoresOut)
+async def model_scores(request: Request, name: str) -> Response:
+    _views(request).require_model(name)
+    return await serve(
+        request,
+        route=f"model-scores:{name}",
+        params=(),
+        build=lambda v: encode(v.model_scores(name)),
+    )
+
+
+@router.api_route("/models/{name:path}", methods=GET, response_model=schemas.ModelOut)
+async def model_detail(request: Request, name: str) -> Response:
+    _views(request).require_model(name)
+    return await serve(
+        request, route=f"model:{name}", params=(), build=lambda v: encode(v.model(name))
+    )
+
+
+def _views(request: Request) -> Views:
+    state = _state(request)
+    if state.loaded is None:
+        state.snapshot  # noqa: B018 - raises NotReady
+    assert state.loaded is not None
+    views: Views = state.loaded.views
+    return views
+
+
+#: Route templates (for metrics and tracing labels), most specific first.
+TEMPLATES = (
+    "/v1/benchmarks",
+    "/v1/benchmarks/menu",
+    "/v1/benchmarks/{name:path}/scores.csv",
+    "/v1/benchmarks/{name:path}/scores",
+    "/v1/benchmarks/{name:path}/summary",
+    "/v1/benchmarks/{name:path}/per-language",
+    "/v1/benchmarks/{name:path}/leaders",
+    "/v1/benchmarks/{name:path}",
+    "/v1/tasks",
+    "/v1/tasks/{name:path}/scores",
+    "/v1/tasks/{name:path}",
+    "/v1/models",
+    "/v1/models/{name:path}/scores",
+    "/v1/models/{name:path}",
+    "/v1/icon/{name:path}",
+)
