@@ -65,7 +65,13 @@ LLM_TASKS: dict[str, tuple[str, str, str | None, float, float]] = {
     "GradeSchoolMath": ("Math", "exact_match", None, 0.0, 0.38),
     "SciQuizMC": ("Knowledge", "accuracy", None, 0.25, 0.52),
     "LogicGridPuzzles": ("Reasoning", "accuracy", None, 0.5, 0.63),
-    "InstructionCompliance": ("Instruction following", "strict_accuracy", "loose_accuracy", 0.0, 0.6),
+    "InstructionCompliance": (
+        "Instruction following",
+        "strict_accuracy",
+        "loose_accuracy",
+        0.0,
+        0.6,
+    ),
 }
 #: task -> (type, unit, higher is better)
 SERVING_TASKS: dict[str, tuple[str, str, bool]] = {
@@ -83,137 +89,112 @@ def rev(name: str, n: int = 1) -> str:
 
 @dataclass(frozen=True)
 class Run:
-    """One evaluation campaign of a model revision."""
+    """One evaluation campaign: an int revision means ``rev(model, n)``."""
 
-    revision: str | None
+    revision: str | int | None = 1
     eng: bool = True
     subsets: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Embedder:
-    name: str
-    quality: float
-    multilingual: bool
-    #: Its models.jsonl row (without the name); ``None``: absent from the catalog.
-    meta: dict[str, Any] | None
-    runs: tuple[Run, ...]
+TRAINED = ("ClaimCheckRetrieval", "ProductReviewClassification")
+BIG_TRAINED = (
+    *TRAINED,
+    "RecipeQARetrieval",
+    "ForumParaphraseSTS",
+    "SupportTicketIntentClassification",
+)
+MULTI_TRAINED = ("MultiReviewClassification", "MultiFAQRetrieval")
+EU = ("eng", "fra", "deu")
+CLUSTERING = ("PaperAbstractClustering", "ForumThreadClustering")
+#: name -> (quality, runs); the quality steers the invented scores.
+EMBEDDERS: dict[str, tuple[float, tuple[Run, ...]]] = {
+    "acme/embed-small-v1": (-0.6, (Run(),)),
+    "acme/embed-base-v1": (-0.1, (Run(subsets=EN, skip=("MultiFAQRetrieval",)),)),
+    "acme/embed-large-v1": (0.25, (Run(),)),
+    # The catalog names revision 2 although revision 1 has more results.
+    "acme/embed-large-v2": (0.55, (Run(1, subsets=EVERY), Run(2))),
+    "northwind/nw-e5-mini": (-0.45, (Run(subsets=EN),)),
+    # No revision in the catalog: the revision with the most results is chosen.
+    "northwind/nw-e5-base": (0.05, (Run("no_revision_available", skip=CLUSTERING), Run())),
+    "lumen-ai/lumen-embed-m-base": (0.0, (Run(subsets=EVERY),)),
+    "lumen-ai/lumen-embed-m-large": (0.4, (Run(subsets=EVERY),)),
+    "bluefin/bluefin-embed-7b": (0.9, (Run(subsets=EVERY),)),
+    "quokka/quokka-minilm-l6": (-0.8, (Run(None),)),
+    "tessera/tessera-embed-1b": (0.7, (Run(subsets=EVERY),)),
+    "riverbank/rb-sentence-base": (-0.3, (Run(skip=("RecipeQARetrieval", *CLUSTERING[1:])),)),
+    "solstice/solstice-m3": (0.45, (Run(eng=False, subsets=EU),)),
+    "orbit-labs/orbit-embed-api-v3": (0.6, (Run(skip=("ForumParaphraseSTS", *CLUSTERING)),)),
+}
+#: models.jsonl rows of the embedders (quokka is absent): parameters, embedding size,
+#: license, release date, languages (ISO 639-3), training datasets (None: unknown).
+EMBED_META: dict[str, tuple[float | None, int, str | None, str, tuple[str, ...], Any]] = {
+    "acme/embed-small-v1": (33.4e6, 384, "apache-2.0", "2023-03-14", EN, TRAINED),
+    "acme/embed-base-v1": (109.5e6, 768, "apache-2.0", "2023-03-14", EN, TRAINED),
+    "acme/embed-large-v1": (335.1e6, 1024, "apache-2.0", "2023-06-02", EN, TRAINED),
+    "acme/embed-large-v2": (335.1e6, 1024, "apache-2.0", "2024-05-02", EN, BIG_TRAINED[:3]),
+    "northwind/nw-e5-mini": (22.7e6, 384, "mit", "2022-11-30", EN, ()),
+    "northwind/nw-e5-base": (109.5e6, 768, "mit", "2022-11-30", EN, None),
+    "lumen-ai/lumen-embed-m-base": (
+        278.0e6,
+        768,
+        "cc-by-4.0",
+        "2024-01-18",
+        EVERY,
+        MULTI_TRAINED[:1],
+    ),
+    "lumen-ai/lumen-embed-m-large": (
+        560.0e6,
+        1024,
+        "cc-by-4.0",
+        "2024-01-18",
+        EVERY,
+        MULTI_TRAINED,
+    ),
+    "bluefin/bluefin-embed-7b": (
+        7.11e9,
+        4096,
+        "bluefin-community",
+        "2024-08-21",
+        EU[:2],
+        BIG_TRAINED,
+    ),
+    "tessera/tessera-embed-1b": (None, 2048, None, "2024-10-07", (), None),
+    "riverbank/rb-sentence-base": (124.6e6, 768, "apache-2.0", "2021-08-09", EN, ()),
+    "solstice/solstice-m3": (567.8e6, 1024, "mit", "2024-02-05", EU, None),
+    "orbit-labs/orbit-embed-api-v3": (None, 1536, None, "2024-04-30", EN, None),
+}
+META_OVERRIDES: dict[str, dict[str, Any]] = {
+    "acme/embed-large-v2": {"revision": rev("acme/embed-large-v2", 2)},
+    "northwind/nw-e5-base": {"revision": None},
+    "bluefin/bluefin-embed-7b": {"model_type": ["dense", "instruction"], "max_tokens": 32768.0},
+    "tessera/tessera-embed-1b": {"model_type": None, "revision": None},
+    "orbit-labs/orbit-embed-api-v3": {"revision": None},
+}
 
 
-def meta(
-    *, params: float | None, dim: int, license_: str | None, date: str, **more: Any
-) -> dict[str, Any]:
+def embed_meta(name: str) -> dict[str, Any]:
+    params, dim, license_, date, langs, trained = EMBED_META[name]
     row: dict[str, Any] = {
+        "name": name,
+        "revision": rev(name),
         "n_parameters": params,
         "release_date": date,
         "license": license_,
         "open_weights": license_ is not None,
         "model_type": ["dense"],
-        "reference": None,
+        "reference": f"https://example.com/{name}" if license_ else None,
         "embed_dim": dim,
         "max_tokens": 512.0 if params is not None and params < 1e9 else 8192.0,
         "memory_usage_mb": round(params * 4 / 2**20, 1) if params is not None else None,
-        "languages": ["eng-Latn"],
+        "languages": sorted({LANG[c] for s in langs for c in s.split("-")}),
         "modalities": ["text"],
-        "training_datasets": None,
+        "training_datasets": None if trained is None else list(trained),
     }
-    row.update(more)
+    row.update(META_OVERRIDES.get(name, {}))
     return row
 
 
-TRAINED = ["ClaimCheckRetrieval", "ProductReviewClassification"]
-MULTI_LANGS = [LANG[c] for c in ("eng", "fra", "deu", "spa")]
-CLUSTERING = ("PaperAbstractClustering", "ForumThreadClustering")
-EMBEDDERS = (
-    Embedder(
-        "acme/embed-small-v1", -0.6, False,
-        meta(params=33.4e6, dim=384, license_="apache-2.0", date="2023-03-14",
-             revision=rev("acme/embed-small-v1"), training_datasets=TRAINED,
-             reference="https://example.com/acme/embed-small-v1"),
-        (Run(rev("acme/embed-small-v1")),),
-    ),
-    Embedder(
-        "acme/embed-base-v1", -0.1, False,
-        meta(params=109.5e6, dim=768, license_="apache-2.0", date="2023-03-14",
-             revision=rev("acme/embed-base-v1"), training_datasets=TRAINED,
-             reference="https://example.com/acme/embed-base-v1"),
-        (Run(rev("acme/embed-base-v1"), subsets=EN, skip=("MultiFAQRetrieval",)),),
-    ),
-    Embedder(
-        "acme/embed-large-v1", 0.25, False,
-        meta(params=335.1e6, dim=1024, license_="apache-2.0", date="2023-06-02",
-             revision=rev("acme/embed-large-v1"), training_datasets=TRAINED),
-        (Run(rev("acme/embed-large-v1")),),
-    ),
-    Embedder(
-        # The catalog names the newer revision although the older one has more results.
-        "acme/embed-large-v2", 0.55, False,
-        meta(params=335.1e6, dim=1024, license_="apache-2.0", date="2024-05-02",
-             revision=rev("acme/embed-large-v2", 2),
-             training_datasets=[*TRAINED, "NewsHeadlineSTS"]),
-        (Run(rev("acme/embed-large-v2", 1), subsets=EVERY), Run(rev("acme/embed-large-v2", 2))),
-    ),
-    Embedder(
-        "northwind/nw-e5-mini", -0.45, False,
-        meta(params=22.7e6, dim=384, license_="mit", date="2022-11-30", training_datasets=[]),
-        (Run(rev("northwind/nw-e5-mini"), subsets=EN),),
-    ),
-    Embedder(
-        # No revision in the catalog: the revision with the most results is chosen.
-        "northwind/nw-e5-base", 0.05, False,
-        meta(params=109.5e6, dim=768, license_="mit", date="2022-11-30"),
-        (Run("no_revision_available", skip=CLUSTERING), Run(rev("northwind/nw-e5-base"))),
-    ),
-    Embedder(
-        "lumen-ai/lumen-embed-m-base", 0.0, True,
-        meta(params=278.0e6, dim=768, license_="cc-by-4.0", date="2024-01-18",
-             languages=MULTI_LANGS, training_datasets=["MultiReviewClassification"]),
-        (Run(rev("lumen-ai/lumen-embed-m-base"), subsets=EVERY),),
-    ),
-    Embedder(
-        "lumen-ai/lumen-embed-m-large", 0.4, True,
-        meta(params=560.0e6, dim=1024, license_="cc-by-4.0", date="2024-01-18",
-             languages=MULTI_LANGS,
-             training_datasets=["MultiReviewClassification", "MultiFAQRetrieval"]),
-        (Run(rev("lumen-ai/lumen-embed-m-large"), subsets=EVERY),),
-    ),
-    Embedder(
-        "bluefin/bluefin-embed-7b", 0.9, True,
-        meta(params=7.11e9, dim=4096, license_="bluefin-community", date="2024-08-21",
-             model_type=["dense", "instruction"], languages=["eng-Latn", "fra-Latn"],
-             max_tokens=32768.0,
-             training_datasets=[*TRAINED, "RecipeQARetrieval", "ForumParaphraseSTS",
-                                "SupportTicketIntentClassification"]),
-        (Run(rev("bluefin/bluefin-embed-7b"), subsets=EVERY),),
-    ),
-    Embedder("quokka/quokka-minilm-l6", -0.8, False, None, (Run(None),)),
-    Embedder(
-        "tessera/tessera-embed-1b", 0.7, True,
-        meta(params=None, dim=2048, license_=None, date="2024-10-07", model_type=None,
-             languages=[]),
-        (Run(rev("tessera/tessera-embed-1b"), subsets=EVERY),),
-    ),
-    Embedder(
-        "riverbank/rb-sentence-base", -0.3, False,
-        meta(params=124.6e6, dim=768, license_="apache-2.0", date="2021-08-09",
-             training_datasets=[]),
-        (Run(rev("riverbank/rb-sentence-base"),
-             skip=("RecipeQARetrieval", "ForumThreadClustering")),),
-    ),
-    Embedder(
-        "solstice/solstice-m3", 0.45, True,
-        meta(params=567.8e6, dim=1024, license_="mit", date="2024-02-05",
-             languages=[LANG[c] for c in ("eng", "fra", "deu")]),
-        (Run(rev("solstice/solstice-m3"), eng=False, subsets=("eng", "fra", "deu")),),
-    ),
-    Embedder(
-        "orbit-labs/orbit-embed-api-v3", 0.6, False,
-        meta(params=None, dim=1536, license_=None, date="2024-04-30"),
-        (Run(rev("orbit-labs/orbit-embed-api-v3"),
-             skip=("ForumParaphraseSTS", *CLUSTERING)),),
-    ),
-)
 #: name -> (quality, billions of parameters, license, release date, in the serving runs)
 LLMS: dict[str, tuple[float, float, str | None, str, bool]] = {
     "acme/acme-chat-7b": (-0.2, 6.7, "apache-2.0", "2024-02-12", True),
@@ -232,14 +213,16 @@ def clip(value: float) -> float:
 def embed_rows(rng: random.Random) -> Iterator[dict[str, Any]]:
     """Results of the English and multilingual embedding tasks, main and secondary metrics."""
     offsets = {t: rng.uniform(-0.08, 0.08) for t in sorted([*ENG_TASKS, *MULTI_TASKS])}
-    for index, model in enumerate(EMBEDDERS):
-        for run_index, run in enumerate(model.runs):
+    for index, (name, (quality, runs)) in enumerate(EMBEDDERS.items()):
+        multilingual = name in EMBED_META and len(EMBED_META[name][4]) != 1
+        for run_index, run in enumerate(runs):
             when = EPOCH + timedelta(days=7 * index + 45 * run_index, minutes=13 * index)
+            revision = rev(name, run.revision) if isinstance(run.revision, int) else run.revision
             cells: list[tuple[str, str, str, str]] = []
             if run.eng:
                 for task, (kind, _, _) in ENG_TASKS.items():
-                    dev = task == "ClaimCheckRetrieval" and index % 3 == 0
-                    cells.extend((task, kind, s, "default") for s in (["dev"] if dev else []))
+                    if task == "ClaimCheckRetrieval" and index % 3 == 0:
+                        cells.append((task, kind, "dev", "default"))
                     cells.append((task, kind, "test", "default"))
             for task, (kind, subsets, _, _) in MULTI_TASKS.items():
                 cells.extend((task, kind, "test", s) for s in subsets if s in run.subsets)
@@ -248,15 +231,15 @@ def embed_rows(rng: random.Random) -> Iterator[dict[str, Any]]:
                     continue
                 main, secondary, typical = METRICS[kind]
                 foreign = subset != "default" and subset != "eng"
-                penalty = (0.02 if model.multilingual else 0.14) if foreign else 0.0
+                penalty = (0.02 if multilingual else 0.14) if foreign else 0.0
                 penalty += 0.03 if split == "dev" else 0.0
                 score = clip(
-                    typical + offsets[task] + 0.09 * model.quality - penalty + rng.gauss(0, 0.012)
+                    typical + offsets[task] + 0.09 * quality - penalty + rng.gauss(0, 0.012)
                 )
                 langs = ["eng"] if subset == "default" else subset.split("-")
                 row = {
-                    "model_name": model.name,
-                    "model_revision": run.revision,
+                    "model_name": name,
+                    "model_revision": revision,
                     "task_name": task,
                     "split": split,
                     "subset": subset,
@@ -265,9 +248,9 @@ def embed_rows(rng: random.Random) -> Iterator[dict[str, Any]]:
                     "evaluation_time": round(rng.uniform(20.0, 900.0), 1),
                 }
                 yield {**row, "metric": main, "score": score}
-                for name in secondary:
-                    value = clip(score + SHIFT[name] + rng.gauss(0, 0.006))
-                    yield {**row, "metric": name, "score": value}
+                for extra in secondary:
+                    value = clip(score + SHIFT[extra] + rng.gauss(0, 0.006))
+                    yield {**row, "metric": extra, "score": value}
 
 
 def llm_rows(rng: random.Random) -> Iterator[dict[str, Any]]:
@@ -328,22 +311,26 @@ def rerun_rows(first: pl.DataFrame) -> list[dict[str, Any]]:
             & (pl.col("metric") == METRICS[ENG_TASKS[task][0]][0])
         ).row(0, named=True)
         rows.append(
-            {**match, "evaluated_at": match["evaluated_at"] + delta, "score": clip(match["score"] + change)}
+            {
+                **match,
+                "evaluated_at": match["evaluated_at"] + delta,
+                "score": clip(match["score"] + change),
+            }
         )
     return rows
 
 
-RESULT_SCHEMA = {
-    "model_name": pl.String,
-    "model_revision": pl.String,
-    "task_name": pl.String,
-    "split": pl.String,
-    "subset": pl.String,
-    "languages": pl.List(pl.String),
-    "score": pl.Float64,
-    "metric": pl.String,
+RESULT_SCHEMA: dict[str, pl.DataType] = {
+    "model_name": pl.String(),
+    "model_revision": pl.String(),
+    "task_name": pl.String(),
+    "split": pl.String(),
+    "subset": pl.String(),
+    "languages": pl.List(pl.String()),
+    "score": pl.Float64(),
+    "metric": pl.String(),
     "evaluated_at": pl.Datetime("us", "UTC"),
-    "evaluation_time": pl.Float64,
+    "evaluation_time": pl.Float64(),
 }
 SORT = ["model_name", "model_revision", "task_name", "split", "subset", "metric"]
 
@@ -358,3 +345,167 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
     df.write_parquet(
         path, compression="zstd", compression_level=3, statistics=False, row_group_size=1 << 20
     )
+
+
+def models_catalog() -> list[dict[str, Any]]:
+    rows = [embed_meta(name) for name in EMBED_META]
+    for name, (_, billions, license_, date, _) in LLMS.items():
+        rows.append(
+            {
+                "name": name,
+                "revision": rev(name),
+                "n_parameters": billions * 1e9,
+                "n_active_parameters": billions * 1e9,
+                "release_date": date,
+                "license": license_,
+                "open_weights": license_ is not None,
+                "model_type": ["instruction-tuned"],
+                "reference": f"https://example.com/{name}",
+                "max_tokens": 8192.0 if billions < 10 else 32768.0,
+                "languages": ["eng-Latn"],
+                "modalities": ["text"],
+                "training_datasets": None,
+            }
+        )
+    return sorted(rows, key=lambda r: str(r["name"]))
+
+
+def tasks_catalog() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, kind: str, main: str, **more: Any) -> None:
+        row: dict[str, Any] = {"name": name, "type": kind, "main_metric": main}
+        row.update({"higher_is_better": True, "random_baseline": None, "unit": None})
+        row.update({"languages": ["eng-Latn"], "domains": [], "modalities": ["text"]})
+        row.update({"description": None, "reference": None, "is_public": True})
+        row.update(more)
+        rows.append(row)
+
+    for name, (kind, domains, text) in ENG_TASKS.items():
+        splits = ["dev", "test"] if name == "ClaimCheckRetrieval" else ["test"]
+        public = name != "SupportTicketIntentClassification"
+        more = {"domains": domains, "description": text, "is_public": public}
+        add(name, kind, METRICS[kind][0], **more, eval_splits=splits, subsets=["default"])
+    for name, (kind, subsets, domains, text) in MULTI_TASKS.items():
+        langs = sorted({LANG[c] for s in subsets for c in s.split("-")})
+        more = {"languages": langs, "domains": domains, "description": text}
+        add(name, kind, METRICS[kind][0], **more, eval_splits=["test"], subsets=subsets)
+    for name, (kind, main, _, baseline, _) in LLM_TASKS.items():
+        text = f"{kind} questions, scored by {main}."
+        add(name, kind, main, random_baseline=baseline, domains=["Academic"], description=text)
+    for name, (kind, unit, higher) in SERVING_TASKS.items():
+        text = f"{kind} under 4 concurrent requests ({unit})."
+        add(name, kind, "mean", higher_is_better=higher, unit=unit, languages=[], description=text)
+    return sorted(rows, key=lambda r: str(r["name"]))
+
+
+SCORING = {"normalize": False, "rank_method": "borda", "rank_partial_last": True}
+SCORING |= {"default_sort": None, "bradley_terry": False}
+EMBED_AGGREGATIONS = ["mean_task", "mean_task_type", "task_types"]
+#: The benchmarks; ``tasks`` lists task names (every split and subset counts) or
+#: ``[task, splits, subsets]``.  ``scoring`` holds changes to SCORING.
+BENCHMARKS = """[
+ {"name": "TEB(eng, v1)", "display_name": "TEB English v1",
+  "description": "Eight English text-embedding tasks of four types.",
+  "tasks": [["ClaimCheckRetrieval", ["test"], ["default"]],
+   ["RecipeQARetrieval", ["test"], ["default"]], ["NewsHeadlineSTS", ["test"], ["default"]],
+   ["ForumParaphraseSTS", ["test"], ["default"]],
+   ["ProductReviewClassification", ["test"], ["default"]],
+   ["SupportTicketIntentClassification", ["test"], ["default"]],
+   ["PaperAbstractClustering", ["test"], ["default"]],
+   ["ForumThreadClustering", ["test"], ["default"]]],
+  "scoring": {"bradley_terry": true}, "aggregations": "embed", "show_zero_shot": true},
+ {"name": "TEB(eng, v0)", "display_name": "TEB English v0 (retired)", "hidden": true,
+  "description": "The first, smaller English selection.",
+  "tasks": ["ClaimCheckRetrieval", "NewsHeadlineSTS", "ProductReviewClassification",
+   "PaperAbstractClustering"], "aggregations": ["mean_task"], "show_zero_shot": false},
+ {"name": "TEB(multi, v1)", "display_name": "TEB Multilingual v1",
+  "description": "English, French and German subsets (Spanish reviews do not count).",
+  "tasks": [["MultiFAQRetrieval", ["test"], ["eng", "fra", "deu"]],
+   ["MultiNewsSTS", ["test"], ["eng", "fra", "deu", "eng-fra"]],
+   ["MultiReviewClassification", ["test"], ["eng", "fra", "deu"]], "MultiTopicClustering"],
+  "aggregations": "embed", "show_zero_shot": true},
+ {"name": "OpenLLM(v1)", "display_name": "Open LLM v1",
+  "description": "Scores rescaled so the random baseline is 0 and a perfect score 100.",
+  "tasks": ["GradeSchoolMath", "SciQuizMC", "LogicGridPuzzles", "InstructionCompliance"],
+  "scoring": {"normalize": true, "rank_method": "mean"}, "aggregations": ["mean_task"],
+  "show_zero_shot": false},
+ {"name": "Serving(latency, v1)", "display_name": "Serving latency v1",
+  "description": "Streaming latency and throughput of served models.",
+  "tasks": ["TimeToFirstToken", "InterTokenLatency", "EndToEndLatency", "OutputThroughput"],
+  "scoring": {"rank_method": "mean_rank", "default_sort": "EndToEndLatency"},
+  "aggregations": [], "show_zero_shot": false}
+]"""
+
+
+def benchmarks_catalog() -> list[dict[str, Any]]:
+    rows = []
+    for spec in json.loads(BENCHMARKS):
+        tasks = [
+            {"task": t, "splits": None, "subsets": None}
+            if isinstance(t, str)
+            else {"task": t[0], "splits": t[1], "subsets": t[2]}
+            for t in spec.pop("tasks")
+        ]
+        row = {"name": spec.pop("name"), "display_name": spec.pop("display_name")}
+        row |= {"description": spec.pop("description"), "reference": "https://example.com/teb"}
+        row |= {"citation": None, "icon": None, "hidden": spec.pop("hidden", False)}
+        row |= {"tasks": tasks, "scoring": SCORING | spec.pop("scoring", {})}
+        if spec.get("aggregations") == "embed":
+            spec["aggregations"] = EMBED_AGGREGATIONS
+        rows.append(row | spec)
+    return sorted(rows, key=lambda r: str(r["name"]))
+
+
+#: Nested groups; leaves name benchmarks (the hidden one is in no group).
+MENU = """[
+ {"name": "Text embeddings", "description": "Sentence and document embeddings", "open": true,
+  "children": [
+   {"benchmark": "TEB(eng, v1)", "display_name": "English"},
+   {"name": "Multilingual", "description": "Per-language subsets", "open": false,
+    "children": [{"benchmark": "TEB(multi, v1)", "display_name": "English, French, German"}]}]},
+ {"name": "Language models", "description": "Generative models", "open": false,
+  "children": [
+   {"benchmark": "OpenLLM(v1)", "display_name": "Open LLM"},
+   {"name": "Serving", "description": "How fast they answer", "open": false,
+    "children": [{"benchmark": "Serving(latency, v1)", "display_name": "Latency and throughput"}]}]}
+]"""
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    path.write_text(text, encoding="utf-8")
+
+
+def write_sample(out: Path) -> None:
+    """Write every file of the sample dataset into ``out`` (its results/ folder is replaced)."""
+    rng = random.Random(SEED)
+    embeddings = frame(list(embed_rows(rng)))
+    llm = frame(list(llm_rows(rng)))
+    serving = frame(list(serving_rows(rng)))
+    reruns = frame(rerun_rows(embeddings))
+    results = out / "results"
+    if results.is_dir():
+        shutil.rmtree(results)
+    results.mkdir(parents=True)
+    write_parquet(embeddings, results / "embeddings.parquet")
+    write_parquet(llm, results / "llm.parquet")
+    write_parquet(serving, results / "serving.parquet")
+    write_parquet(reruns, results / "reruns.parquet")
+    write_jsonl(models_catalog(), out / "models.jsonl")
+    write_jsonl(tasks_catalog(), out / "tasks.jsonl")
+    write_jsonl(benchmarks_catalog(), out / "benchmarks.jsonl")
+    (out / "menu.json").write_text(json.dumps(json.loads(MENU), indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="target directory")
+    args = parser.parse_args(argv)
+    write_sample(args.out)
+    total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(f"wrote {args.out} ({total} bytes)")
+
+
+if __name__ == "__main__":
+    main()

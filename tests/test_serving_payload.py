@@ -257,7 +257,8 @@ def test_real_catalog_file_round_trips_through_every_coding() -> None:
 def test_serving_layer_imports_neither_polars_nor_the_dataset() -> None:
     code = (
         "import sys, leaderboard_api.serving; "
-        "bad = [m for m in sys.modules if m.split('.')[0] == 'polars' or m.startswith('leaderboard_api.dataset')]; "
+        "bad = [m for m in sys.modules"
+        " if m.split('.')[0] == 'polars' or m.startswith('leaderboard_api.dataset')]; "
         "sys.exit(str(bad) if bad else 0)"
     )
     result = subprocess.run(

@@ -39,7 +39,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RawHeaders = Sequence[tuple[bytes, bytes]]
 #: ``lookup(path, query_string) -> Payload | None``.
-Lookup = Callable[[str, bytes], "Payload | None"]
+Lookup = Callable[[str, bytes], Payload | None]
 #: ``origin_headers(origin) -> headers`` to add when the request has an Origin (CORS).
 OriginHeaders = Callable[[bytes], RawHeaders]
 

@@ -66,13 +66,43 @@ _V2 = _Version(
     name="v2",
     display_name="Open LLM Leaderboard v2",
     tasks={
-        "IFEval": _Task("Instruction following", "Following verifiable formatting instructions.", "https://arxiv.org/abs/2311.07911", 0.0),
-        "BBH": _Task("Reasoning", "BIG-Bench Hard: 23 challenging BIG-Bench tasks.", "https://arxiv.org/abs/2210.09261", 0.0),
-        "MATH Lvl 5": _Task("Math", "MATH competition problems, level 5 only.", "https://arxiv.org/abs/2103.03874", 0.0),
-        "GPQA": _Task("Knowledge", "Graduate-level, Google-proof science questions.", "https://arxiv.org/abs/2311.12022", 0.0),
-        "MUSR": _Task("Reasoning", "MuSR: multistep soft reasoning over long narratives.", "https://arxiv.org/abs/2310.16049", 0.0),
-        "MMLU-PRO": _Task("Knowledge", "MMLU-Pro: ten-choice, reasoning-heavy MMLU.", "https://arxiv.org/abs/2406.01574", 0.0),
-    },  # fmt: skip
+        "IFEval": _Task(
+            "Instruction following",
+            "Following verifiable formatting instructions.",
+            "https://arxiv.org/abs/2311.07911",
+            0.0,
+        ),
+        "BBH": _Task(
+            "Reasoning",
+            "BIG-Bench Hard: 23 challenging BIG-Bench tasks.",
+            "https://arxiv.org/abs/2210.09261",
+            0.0,
+        ),
+        "MATH Lvl 5": _Task(
+            "Math",
+            "MATH competition problems, level 5 only.",
+            "https://arxiv.org/abs/2103.03874",
+            0.0,
+        ),
+        "GPQA": _Task(
+            "Knowledge",
+            "Graduate-level, Google-proof science questions.",
+            "https://arxiv.org/abs/2311.12022",
+            0.0,
+        ),
+        "MUSR": _Task(
+            "Reasoning",
+            "MuSR: multistep soft reasoning over long narratives.",
+            "https://arxiv.org/abs/2310.16049",
+            0.0,
+        ),
+        "MMLU-PRO": _Task(
+            "Knowledge",
+            "MMLU-Pro: ten-choice, reasoning-heavy MMLU.",
+            "https://arxiv.org/abs/2406.01574",
+            0.0,
+        ),
+    },
     metrics=("normalized", "raw"),
     date_column="Submission Date",
     merged_column="Not_Merged",
@@ -83,13 +113,37 @@ _V1 = _Version(
     name="v1",
     display_name="Open LLM Leaderboard v1",
     tasks={
-        "ARC": _Task("Reasoning", "AI2 Reasoning Challenge: grade-school science questions.", "https://arxiv.org/abs/1803.05457", 25.0),
-        "HellaSwag": _Task("Commonsense", "Commonsense inference on sentence endings.", "https://arxiv.org/abs/1905.07830", 25.0),
-        "MMLU": _Task("Knowledge", "Massive multitask language understanding, 57 subjects.", "https://arxiv.org/abs/2009.03300", 25.0),
-        "TruthfulQA": _Task("Truthfulness", "Avoiding common falsehoods.", "https://arxiv.org/abs/2109.07958", 25.0),
-        "Winogrande": _Task("Commonsense", "Adversarial Winograd-schema pronoun resolution.", "https://arxiv.org/abs/1907.10641", 50.0),
-        "GSM8K": _Task("Math", "Grade-school math word problems.", "https://arxiv.org/abs/2110.14168", 0.21),
-    },  # fmt: skip
+        "ARC": _Task(
+            "Reasoning",
+            "AI2 Reasoning Challenge: grade-school science questions.",
+            "https://arxiv.org/abs/1803.05457",
+            25.0,
+        ),
+        "HellaSwag": _Task(
+            "Commonsense",
+            "Commonsense inference on sentence endings.",
+            "https://arxiv.org/abs/1905.07830",
+            25.0,
+        ),
+        "MMLU": _Task(
+            "Knowledge",
+            "Massive multitask language understanding, 57 subjects.",
+            "https://arxiv.org/abs/2009.03300",
+            25.0,
+        ),
+        "TruthfulQA": _Task(
+            "Truthfulness", "Avoiding common falsehoods.", "https://arxiv.org/abs/2109.07958", 25.0
+        ),
+        "Winogrande": _Task(
+            "Commonsense",
+            "Adversarial Winograd-schema pronoun resolution.",
+            "https://arxiv.org/abs/1907.10641",
+            50.0,
+        ),
+        "GSM8K": _Task(
+            "Math", "Grade-school math word problems.", "https://arxiv.org/abs/2110.14168", 0.21
+        ),
+    },
     metrics=("score",),
     date_column="date",
     merged_column="Merged",
