@@ -292,12 +292,14 @@ def write_catalogs(
         report.written[MENU_FILE] = write_menu(out / MENU_FILE, menu)
 
 
-def progress_bar(items: Sequence[T], *, enabled: bool, desc: str) -> Iterator[T]:
+def progress_bar(
+    items: Sequence[T], *, enabled: bool, desc: str, unit: str = "file"
+) -> Iterator[T]:
     """Iterate ``items``, with a tqdm bar on stderr when ``enabled``."""
     if not enabled:
         yield from items
         return
-    yield from tqdm(items, desc=desc, unit="file", leave=False, dynamic_ncols=True)
+    yield from tqdm(items, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
 def parse_float(value: Any) -> float | None:

@@ -79,6 +79,8 @@ def model_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_catalog(catalog: Path) -> MtebCatalog:
+    """Read ``tasks.jsonl``, ``benchmarks.jsonl``, ``menu.json`` (its ``home`` tree) and
+    ``models.jsonl`` from an exported MTEB catalog; raises DatasetError naming a bad file."""
     if not catalog.is_dir():
         msg = "catalog directory not found"
         raise DatasetError(msg, file=str(catalog))

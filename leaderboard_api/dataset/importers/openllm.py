@@ -166,7 +166,9 @@ def import_openllm(source: Path, *, out: Path, progress: bool = False) -> Import
     rows = ResultRows()
     models: list[dict[str, Any]] = []
     records = table.to_dicts()
-    for line, record in progress_bar(list(enumerate(records, 2)), enabled=progress, desc="openllm"):
+    for line, record in progress_bar(
+        list(enumerate(records, 2)), enabled=progress, desc="openllm", unit="row"
+    ):
         entry = _import_row(record, version=version, rows=rows, report=report)
         if entry is None:
             report.skip("row without a model name", f"line {line}")
