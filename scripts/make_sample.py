@@ -277,7 +277,7 @@ def llm_rows(rng: random.Random) -> Iterator[dict[str, Any]]:
 
 
 def serving_rows(rng: random.Random) -> Iterator[dict[str, Any]]:
-    """Latency runs: only the required columns (split, subset, languages take defaults)."""
+    """Latency runs: no split, subset, languages or metric column (they take defaults)."""
     for index, (name, (_, billions, _, _, served)) in enumerate(LLMS.items()):
         if not served:
             continue
@@ -293,7 +293,9 @@ def serving_rows(rng: random.Random) -> Iterator[dict[str, Any]]:
         for task, value in values.items():
             if name == "northwind/nw-instruct-3b" and task == "OutputThroughput":
                 continue
-            yield {"model_name": name, "task_name": task, "score": value, "evaluated_at": when}
+            # The revision is given: a model's rows under another (or no) revision are dropped.
+            row = {"model_name": name, "model_revision": rev(name), "task_name": task}
+            yield {**row, "score": value, "evaluated_at": when}
 
 
 def rerun_rows(first: pl.DataFrame) -> list[dict[str, Any]]:
@@ -405,7 +407,7 @@ EMBED_AGGREGATIONS = ["mean_task", "mean_task_type", "task_types"]
 #: The benchmarks; ``tasks`` lists task names (every split and subset counts) or
 #: ``[task, splits, subsets]``.  ``scoring`` holds changes to SCORING.
 BENCHMARKS = """[
- {"name": "TEB(eng, v1)", "display_name": "TEB English v1",
+ {"name": "TEB(eng, v1)", "display_name": "TEB English v1", "reference": "https://example.com/teb",
   "description": "Eight English text-embedding tasks of four types.",
   "tasks": [["ClaimCheckRetrieval", ["test"], ["default"]],
    ["RecipeQARetrieval", ["test"], ["default"]], ["NewsHeadlineSTS", ["test"], ["default"]],
@@ -420,6 +422,7 @@ BENCHMARKS = """[
   "tasks": ["ClaimCheckRetrieval", "NewsHeadlineSTS", "ProductReviewClassification",
    "PaperAbstractClustering"], "aggregations": ["mean_task"], "show_zero_shot": false},
  {"name": "TEB(multi, v1)", "display_name": "TEB Multilingual v1",
+  "reference": "https://example.com/teb",
   "description": "English, French and German subsets (Spanish reviews do not count).",
   "tasks": [["MultiFAQRetrieval", ["test"], ["eng", "fra", "deu"]],
    ["MultiNewsSTS", ["test"], ["eng", "fra", "deu", "eng-fra"]],
@@ -448,7 +451,7 @@ def benchmarks_catalog() -> list[dict[str, Any]]:
             for t in spec.pop("tasks")
         ]
         row = {"name": spec.pop("name"), "display_name": spec.pop("display_name")}
-        row |= {"description": spec.pop("description"), "reference": "https://example.com/teb"}
+        row |= {"description": spec.pop("description"), "reference": spec.pop("reference", None)}
         row |= {"citation": None, "icon": None, "hidden": spec.pop("hidden", False)}
         row |= {"tasks": tasks, "scoring": SCORING | spec.pop("scoring", {})}
         if spec.get("aggregations") == "embed":

@@ -1,4 +1,4 @@
-"""Read, validate and normalize a dataset directory into a Snapshot, with a disk cache keyed by id."""
+"""Read, validate and normalize a dataset directory into a Snapshot; a disk cache keyed by id."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -108,7 +109,9 @@ def _check_results_file(frame: pl.DataFrame, *, rel: str) -> tuple[pl.DataFrame,
             msg,
             file=rel,
             column="score",
-            examples=_rows(frame, infinite, ["model_name", "task_name", "split", "subset", "score"]),
+            examples=_rows(
+                frame, infinite, ["model_name", "task_name", "split", "subset", "score"]
+            ),
         )
     nans = int(frame.select(pl.col("score").is_nan().sum()).item() or 0)
     frame = frame.with_columns(
@@ -159,8 +162,11 @@ def _drop_duplicates(frame: pl.DataFrame, *, key: list[str], order: list[str]) -
     if not hashed.any():
         return frame
     suspects = frame.filter(hashed)
-    kept = suspects.sort(order, nulls_last=False).unique(subset=key, keep="last")
-    return pl.concat([frame.filter(~hashed), kept], how="vertical")
+    kept = suspects.sort(order, nulls_last=False).unique(
+        subset=key, keep="last", maintain_order=True
+    )
+    # Back to file order: an unordered ``unique`` would make row order vary between runs.
+    return pl.concat([frame.filter(~hashed), kept], how="vertical").sort(_ORDER)
 
 
 def read_results(root: Path) -> tuple[pl.DataFrame, LoadStats]:
@@ -282,7 +288,9 @@ def _read_menu(root: Path) -> list[MenuEntry]:
     if not isinstance(raw, list):
         msg = "expected a JSON list of menu groups"
         raise DatasetError(msg, file=MENU_FILE)
-    return [_validate_entry(g, MenuEntry, rel=MENU_FILE, where=f"group {i}") for i, g in enumerate(raw)]
+    return [
+        _validate_entry(g, MenuEntry, rel=MENU_FILE, where=f"group {i}") for i, g in enumerate(raw)
+    ]
 
 
 def _menu_leaves(entries: Iterable[MenuEntry | MenuLeaf]) -> Iterable[str]:
@@ -326,9 +334,13 @@ def _choose_main_metric(
         schema={"task_name": pl.String, "__main": pl.String},
     )
     lookup = lookup.with_columns(pl.all().cast(pl.Categorical))
-    joined = results.join(lookup, on="task_name", how="left")
+    joined = results.join(lookup, on="task_name", how="left", maintain_order="left")
     keep = pl.col("metric").is_null() | (pl.col("metric") == pl.col("__main"))
-    return joined.filter(keep).drop("__main", "metric")
+    kept = joined.filter(keep).drop("__main", "metric")
+    # A null metric means "the main one": such a row and a main-metric row are one cell.
+    key = [c for c in RESULT_KEY if c != "metric"]
+    order = ["evaluated_at", _ORDER] if "evaluated_at" in kept.columns else [_ORDER]
+    return _drop_duplicates(kept, key=key, order=order)
 
 
 def _choose_revisions(
@@ -361,10 +373,11 @@ def _choose_revisions(
         .with_columns(
             (pl.col("model_revision") == pl.col("__named")).fill_null(False).alias("__is_named"),
             pl.col("model_revision").fill_null("").alias("__rev_sort"),
+            pl.col("model_revision").is_not_null().alias("__rev_given"),
         )
         .sort(
-            ["model_name", "__is_named", "len", "__rev_sort"],
-            descending=[False, True, True, False],
+            ["model_name", "__is_named", "len", "__rev_sort", "__rev_given"],
+            descending=[False, True, True, False, False],
         )
         .unique(subset="model_name", keep="first", maintain_order=True)
         .get_column("__pair")
@@ -374,7 +387,8 @@ def _choose_revisions(
 
 
 def _index(entries: Iterable[E]) -> dict[str, E]:
-    return {getattr(e, "name"): e for e in sorted(entries, key=lambda e: getattr(e, "name"))}
+    # getattr: E is bound to BaseModel, which mypy does not know to have a ``name``.
+    return {getattr(e, "name"): e for e in sorted(entries, key=lambda e: getattr(e, "name"))}  # noqa: B009
 
 
 def build_snapshot(source: ResolvedSource) -> Snapshot:
@@ -517,13 +531,23 @@ def write_cache(snapshot: Snapshot, cache_dir: Path) -> Path:
     return final
 
 
+def _discard(entry: Path) -> None:
+    """Move a bad cache entry aside (one atomic rename) and delete it, so it is rebuilt."""
+    trash = entry.with_name(f".bad-{entry.name}-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.rename(entry, trash)
+    except OSError:
+        return  # already gone: another process discarded it
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def read_cache(cache_dir: Path, source: ResolvedSource) -> Snapshot | None:
+    """The cached Snapshot for ``source.snapshot_id``; a corrupt entry is removed (and None)."""
     entry = cache_entry(cache_dir, source.snapshot_id)
-    catalog_file = entry / "catalog.json"
-    if not catalog_file.is_file():
+    if not entry.is_dir():
         return None
     try:
-        doc = orjson.loads(catalog_file.read_bytes())
+        doc = orjson.loads((entry / "catalog.json").read_bytes())
         results = pl.read_parquet(entry / "results.parquet")
         metrics_file = entry / "metrics.parquet"
         metrics = pl.read_parquet(metrics_file) if metrics_file.is_file() else None
@@ -533,8 +557,16 @@ def read_cache(cache_dir: Path, source: ResolvedSource) -> Snapshot | None:
         menu = tuple(MenuEntry.model_validate(g) for g in doc["menu"])
         warnings = tuple(DatasetWarning(m, f) for m, f in doc["warnings"])
         stats = LoadStats(**doc["stats"])
-    except (OSError, KeyError, ValueError, pl.exceptions.PolarsError, ValidationError) as exc:
-        log.warning("ignoring unreadable disk cache %s: %s", entry, exc)
+    except (
+        OSError,
+        KeyError,
+        TypeError,
+        ValueError,
+        pl.exceptions.PolarsError,
+        ValidationError,
+    ) as exc:
+        log.warning("discarding unreadable disk cache %s: %s", entry, exc)
+        _discard(entry)
         return None
     return Snapshot(
         id=source.snapshot_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
@@ -47,7 +47,7 @@ class Snapshot:
     #: When the data last changed: the commit time, else the newest file's mtime (UTC).
     updated_at: datetime
     warnings: tuple[DatasetWarning, ...] = ()
-    stats: LoadStats = LoadStats()
+    stats: LoadStats = field(default_factory=LoadStats)
 
     @property
     def short_id(self) -> str:

@@ -132,8 +132,14 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None]:
     match = _HF_RE.match(spec)
     if match is None:
         msg = f"not a Hugging Face dataset address: {spec!r}"
-        raise DatasetError(msg, hint="use hf://datasets/ORG/NAME or hf://datasets/ORG/NAME@REVISION")
+        raise DatasetError(
+            msg, hint="use hf://datasets/ORG/NAME or hf://datasets/ORG/NAME@REVISION"
+        )
     return match.group("repo"), match.group("rev")
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def resolve_hub(spec: str, *, cache_dir: Path | None = None) -> ResolvedSource:
@@ -143,7 +149,7 @@ def resolve_hub(spec: str, *, cache_dir: Path | None = None) -> ResolvedSource:
     ``huggingface_hub`` keeps under ``snapshots/``.
     """
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
     repo, revision = parse_hub_spec(spec)
     try:
@@ -153,7 +159,12 @@ def resolve_hub(spec: str, *, cache_dir: Path | None = None) -> ResolvedSource:
             revision=revision,
             cache_dir=str(cache_dir) if cache_dir else None,
             token=os.environ.get("HF_TOKEN") or None,
+            # huggingface_hub reads HF_HUB_OFFLINE once, at import; honour it as it is now.
+            local_files_only=_hub_offline(),
         )
+    except HFValidationError as exc:
+        msg = f"{spec}: not a valid Hugging Face repository name"
+        raise DatasetError(msg, hint=str(exc).splitlines()[0]) from exc
     except LocalEntryNotFoundError as exc:
         msg = f"{spec}: not in the local Hugging Face cache and the hub is unreachable or offline"
         raise DatasetError(msg, hint=str(exc).splitlines()[0]) from exc
