@@ -144,29 +144,53 @@ def _check_results_file(frame: pl.DataFrame, *, rel: str) -> tuple[pl.DataFrame,
     return frame, nans
 
 
-def _key_hash(columns: list[str]) -> pl.Expr:
-    """A 64-bit hash over several columns, far cheaper in memory than hashing a struct."""
-    expr = pl.col(columns[0]).hash(seed=0)
+def _key_hash(columns: list[str], schema: pl.Schema) -> pl.Expr:
+    """A 64-bit hash over several columns, far cheaper in memory than hashing a struct.
+
+    Categorical columns hash their physical codes (stable within this process, which is
+    all deduplication needs); hashing the strings would materialize them.
+    """
+
+    def one(name: str, seed: int) -> pl.Expr:
+        col = pl.col(name)
+        if schema[name] == pl.Categorical:
+            col = col.to_physical()
+        return col.hash(seed=seed)
+
+    expr = one(columns[0], 0)
     for seed, name in enumerate(columns[1:], start=1):
-        expr = (expr * 0x9E3779B97F4A7C15) ^ pl.col(name).hash(seed=seed)
+        expr = (expr * 0x100000001B3) ^ one(name, seed)
     return expr
 
 
-def _drop_duplicates(frame: pl.DataFrame, *, key: list[str], order: list[str]) -> pl.DataFrame:
+def _drop_duplicates(frame: pl.DataFrame, *, key: list[str]) -> pl.DataFrame:
     """Collapse rows with equal keys; the later one wins (newest evaluated_at, later file, row).
 
-    A 64-bit hash of the key finds candidate duplicates cheaply; only those rows go
-    through the exact (and memory-hungry) comparison, so clean data costs one hash pass.
+    Row position is file order (files are concatenated in sorted path order).  A 64-bit
+    hash of the key finds candidate duplicates cheaply; only those rows go through the
+    exact comparison, so clean data costs one hash pass and one sort of 8-byte values.
     """
-    hashed = frame.select(_key_hash(key).is_duplicated()).to_series()
-    if not hashed.any():
+    hashes = frame.select(_key_hash(key, frame.schema)).to_series()
+    # Sorting hashes and comparing neighbours needs far less memory than a hash table
+    # over every row (is_duplicated), and clean data stops right here.
+    ordered = hashes.sort()
+    repeated = ordered.filter(ordered == ordered.shift(1))
+    if repeated.is_empty():
         return frame
-    suspects = frame.filter(hashed)
-    kept = suspects.sort(order, nulls_last=False).unique(
-        subset=key, keep="last", maintain_order=True
+    hashed = hashes.is_in(repeated.unique().implode())
+    # Only the suspect rows get a position column; the full frame is filtered once.
+    positions = hashed.arg_true().alias(_ORDER)
+    order = ["evaluated_at", _ORDER] if "evaluated_at" in frame.columns else [_ORDER]
+    kept = (
+        frame.filter(hashed)
+        .with_columns(positions)
+        .sort(order, nulls_last=False)
+        .unique(subset=key, keep="last")
+        .get_column(_ORDER)
     )
-    # Back to file order: an unordered ``unique`` would make row order vary between runs.
-    return pl.concat([frame.filter(~hashed), kept], how="vertical").sort(_ORDER)
+    dropped = positions.filter(~positions.is_in(kept.implode()))
+    mask = ~pl.int_range(frame.height, dtype=pl.UInt32, eager=True).is_in(dropped.implode())
+    return frame.filter(mask)
 
 
 def read_results(root: Path) -> tuple[pl.DataFrame, LoadStats]:
@@ -185,7 +209,7 @@ def read_results(root: Path) -> tuple[pl.DataFrame, LoadStats]:
     frames: list[pl.DataFrame] = []
     nans = 0
     rows_read = 0
-    for index, file in enumerate(files):
+    for file in files:
         rel = file.relative_to(root).as_posix()
         try:
             lazy = pl.scan_parquet(file)
@@ -202,17 +226,10 @@ def read_results(root: Path) -> tuple[pl.DataFrame, LoadStats]:
         frame, file_nans = _check_results_file(frame, rel=rel)
         nans += file_nans
         rows_read += frame.height
-        frames.append(
-            frame.with_columns(
-                (pl.int_range(pl.len(), dtype=pl.Int64) + (index << 40)).alias(_ORDER)
-            )
-        )
+        frames.append(frame)
     results = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
     key = [c for c in RESULT_KEY if c in results.columns]
-    order = [_ORDER]
-    if "evaluated_at" in results.columns:
-        order = ["evaluated_at", _ORDER]
-    results = _drop_duplicates(results, key=key, order=order)
+    results = _drop_duplicates(results, key=key)
     stats = LoadStats(
         files=len(files),
         rows_read=rows_read,
@@ -339,15 +356,14 @@ def _choose_main_metric(
     kept = joined.filter(keep).drop("__main", "metric")
     # A null metric means "the main one": such a row and a main-metric row are one cell.
     key = [c for c in RESULT_KEY if c != "metric"]
-    order = ["evaluated_at", _ORDER] if "evaluated_at" in kept.columns else [_ORDER]
-    return _drop_duplicates(kept, key=key, order=order)
+    return _drop_duplicates(kept, key=key)
 
 
 def _choose_revisions(
     results: pl.DataFrame, models: Mapping[str, ModelInfo]
 ) -> tuple[pl.DataFrame, int]:
     """One revision per model: the catalog's, else the one with most results, ties by name."""
-    pair_hash = _key_hash(["model_name", "model_revision"]).alias("__pair")
+    pair_hash = _key_hash(["model_name", "model_revision"], results.schema).alias("__pair")
     hashes = results.select(pair_hash).to_series()
     counts = (
         results.select("model_name", "model_revision")
@@ -412,12 +428,11 @@ def build_snapshot(source: ResolvedSource) -> Snapshot:
 
     metrics: pl.DataFrame | None = None
     if "metric" in results.columns:
-        metrics = results.drop(_ORDER)
+        metrics = results
         results = _choose_main_metric(results, tasks, warnings)
     results, dropped = _choose_revisions(results, models)
     # Rows stay in file order (deterministic for the same files); sorting 1.3M string keys
     # would double peak memory, and scoring sorts the small frames it aggregates.
-    results = results.drop(_ORDER)
     front = [c for c in RESULT_COLUMNS if c in results.columns]
     results = results.select(front + [c for c in results.columns if c not in front])
 

@@ -244,6 +244,10 @@ class PayloadCache:
         self._keep = keep
         return dropped
 
+    def pinned_keys(self) -> list[Hashable]:
+        """Keys of the pinned layer, in insertion order (for export and tests)."""
+        return list(self._pinned)
+
     def clear(self) -> None:
         """Drop everything; builds already running deliver to their waiters but store nothing."""
         self.retain(_keep_nothing)
