@@ -17,7 +17,7 @@ from leaderboard_api import __version__
 from leaderboard_api.dataset.contract import DatasetError
 from leaderboard_api.lifecycle import AppState, install, load, warm
 from leaderboard_api.problems import install_problem_handlers
-from leaderboard_api.routes import infra, v1
+from leaderboard_api.routes import icon, infra, v1
 from leaderboard_api.routes.warmup import warm_plan
 from leaderboard_api.serving.cache import PayloadCache
 from leaderboard_api.serving.fastpath import FastPath
@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
     app.state.lb = state
     install_problem_handlers(app)
     app.include_router(infra.router)
+    app.include_router(icon.router)
     app.include_router(v1.router)
     if settings.cors_origins:
         app.add_middleware(

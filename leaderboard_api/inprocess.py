@@ -16,10 +16,10 @@ async def get(
     """Start the app (lifespan included), wait until it is ready, run one GET, stop it."""
     app = create_app(settings.model_copy(update={"warmup": False}))
     state = app.state.lb
-    request_headers = dict(
-        (name.strip(), value.strip())
+    request_headers = {
+        name.strip(): value.strip()
         for name, value in (h.split(":", 1) for h in headers or [] if ":" in h)
-    )
+    }
     async with app.router.lifespan_context(app):
         deadline = asyncio.get_running_loop().time() + timeout
         while not state.ready and state.last_error is None:

@@ -54,6 +54,8 @@ class AppState:
     on_fatal: list[Callable[[Exception], None]] = field(default_factory=list)
     #: Payloads of the web page and other static files, by path (not tied to a snapshot).
     static: dict[str, Payload] = field(default_factory=dict)
+    #: Icon fetches in flight, by benchmark name (single flight for /v1/icon).
+    icon_fetches: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -112,7 +114,9 @@ async def warm(
     semaphore = asyncio.Semaphore(concurrency)
     count = 0
 
-    async def one(key: Hashable, build: Callable[[], Payload], aliases: tuple[Hashable, ...]) -> None:
+    async def one(
+        key: Hashable, build: Callable[[], Payload], aliases: tuple[Hashable, ...]
+    ) -> None:
         nonlocal count
         async with semaphore:
             try:

@@ -9,7 +9,7 @@ from pydantic.alias_generators import to_camel
 
 
 class Schema(BaseModel):
-    """Base of every response: camelCase aliases, extra fields kept (catalog extras pass through)."""
+    """Base of every response: camelCase aliases; extra fields (catalog extras) pass through."""
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="allow", protected_namespaces=()

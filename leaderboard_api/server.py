@@ -55,7 +55,12 @@ def run_server(settings: Settings) -> None:
         server.should_exit = True
 
     app.state.lb.on_fatal.append(fatal)
-    log.info("serving %s on http://%s:%d", settings.data or "the embedded sample", settings.host, settings.port)
+    log.info(
+        "serving %s on http://%s:%d",
+        settings.data or "the embedded sample",
+        settings.host,
+        settings.port,
+    )
     server.run()
     if failed:
         print(f"error: {failed[0]}", file=sys.stderr)

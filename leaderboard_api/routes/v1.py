@@ -146,7 +146,9 @@ async def benchmark_menu(request: Request) -> Response:
 
 
 def _languages(
-    languages: Annotated[list[str] | None, Query(description="codes or names; repeat or comma-separate")],
+    languages: Annotated[
+        list[str] | None, Query(description="codes or names; repeat or comma-separate")
+    ],
     views: Views,
 ) -> tuple[str, ...]:
     return views.normalize_languages(split_list(languages))
@@ -245,7 +247,7 @@ async def benchmark_detail(request: Request, name: str) -> Response:
 @router.api_route("/tasks", methods=GET, response_model=list[schemas.TaskOut])
 async def list_tasks(
     request: Request,
-    type: str | None = None,  # noqa: A002 - the public parameter name
+    type: str | None = None,
     language: str | None = None,
     domain: str | None = None,
     name: str | None = None,
@@ -253,7 +255,9 @@ async def list_tasks(
     views = _views(request)
     lang = views.normalize_languages((language,))[0] if language else None
     params = tuple(
-        (k, v) for k, v in (("type", type), ("language", lang), ("domain", domain), ("name", name)) if v
+        (k, v)
+        for k, v in (("type", type), ("language", lang), ("domain", domain), ("name", name))
+        if v
     )
     return await serve(
         request,
@@ -285,7 +289,7 @@ async def task_detail(request: Request, name: str) -> Response:
 @router.api_route("/models", methods=GET, response_model=list[schemas.ModelOut])
 async def list_models(
     request: Request,
-    type: str | None = None,  # noqa: A002 - the public parameter name
+    type: str | None = None,
     open_weights: str | None = None,
     min_params_b: Annotated[float | None, Query(ge=0)] = None,
     max_params_b: Annotated[float | None, Query(ge=0)] = None,

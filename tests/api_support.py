@@ -1,0 +1,121 @@
+"""Helpers for API tests: a started app (lifespan run, warm) with an httpx client on it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from leaderboard_api.app import LeaderboardApp, create_app
+from leaderboard_api.dataset.sources import sample_path
+from leaderboard_api.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def copy_sample(dest: Path) -> Path:
+    """A writable copy of the embedded sample dataset (mtimes kept, so ids match)."""
+    shutil.copytree(sample_path(), dest, copy_function=shutil.copy2)
+    return dest
+
+
+def settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {"cache_dir": None}
+    base.update(overrides)
+    return Settings(**base)
+
+
+async def wait_ready(app: LeaderboardApp, *, timeout: float = 60.0) -> None:
+    state = app.state.lb
+    deadline = time.monotonic() + timeout
+    while not state.ready:
+        if state.last_error is not None:
+            msg = f"app failed to start: {state.last_error}"
+            raise RuntimeError(msg)
+        if time.monotonic() > deadline:
+            raise TimeoutError("app not ready")
+        await asyncio.sleep(0.01)
+    # Let the second warmup phase (tasks, models) finish too, so every route is preloaded.
+    while any(not t.done() for t in state.tasks):
+        if time.monotonic() > deadline:
+            raise TimeoutError("warmup did not finish")
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running(app: LeaderboardApp) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan, wait until warm, and yield a client bound to it."""
+    async with app.router.lifespan_context(app):
+        await wait_ready(app)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+@contextlib.asynccontextmanager
+async def client_for(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(create_app(settings(**overrides))) as client:
+        yield client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def server_process(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> Iterator[str]:
+    """A real ``leaderboard-api serve`` on 127.0.0.1; yields its base URL once /ready is 200."""
+    import os
+
+    port = free_port()
+    full_env = {**os.environ, "LEADERBOARD_CACHE_DIR": "", **(env or {})}
+    import tempfile
+
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leaderboard_api", "serve", "--port", str(port), *args],
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                err = log.read().decode(errors="replace")
+                msg = f"server exited with {proc.returncode}: {err[-2000:]}"
+                raise RuntimeError(msg)
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("server not ready")
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
