@@ -65,10 +65,10 @@ class AppState:
 
     def lookup(self, path: str, query: bytes) -> Payload | None:
         """The fast path's lookup: a built payload for this raw path and query, if any."""
-        if not query:
-            page = self.static.get(path)
-            if page is not None:
-                return page
+        # Static files ignore the query string (cache busters, tracking parameters).
+        page = self.static.get(path)
+        if page is not None:
+            return page
         loaded = self.loaded
         if loaded is None:
             return None

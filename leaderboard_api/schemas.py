@@ -76,7 +76,8 @@ class BenchmarkOut(Schema):
     domains: list[str] = []
     modalities: list[str] = []
     display_on_leaderboard: bool = True
-    aggregations: list[str] = []
+    #: Names such as ``mean_task``, or objects describing custom groupings (MIEB).
+    aggregations: list[Any] = []
     show_zero_shot: bool = False
     num_models: int = 0
     hidden: bool = False
@@ -126,7 +127,7 @@ class ScoresOut(Schema):
     tasks: list[str]
     tasks_meta: list[BenchmarkTaskOut]
     rows: list[ScoreRowOut]
-    aggregations: list[str] = []
+    aggregations: list[Any] = []
     show_zero_shot: bool = False
     languages: list[str] = []
     rank_method: str = "borda"

@@ -16,6 +16,7 @@ from leaderboard_api.dataset.contract import BenchmarkInfo, MenuEntry, MenuLeaf,
 from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.scoring import views as sv
 from leaderboard_api.scoring.errors import UnknownBenchmark, UnknownModel, UnknownTask
+from leaderboard_api.scoring.summary import summary_ratings
 
 T = TypeVar("T")
 DEFAULT_BUCKETS: tuple[tuple[float, float | None], ...] = (
@@ -141,13 +142,20 @@ class Views:
     # --- benchmarks -------------------------------------------------------------------
 
     def summary(self, name: str, languages: tuple[str, ...] = ()) -> sv.Summary:
-        self.require_benchmark(name)
-        return self._once(
-            ("summary", name, languages),
-            lambda: sv.benchmark_summary(
+        """The benchmark's summary; the unfiltered one carries Bradley–Terry intervals when
+        the benchmark asks for them (built at warmup, never on a request's critical path
+        after that; language-filtered summaries skip them to stay fast)."""
+        bench = self.require_benchmark(name)
+
+        def build() -> sv.Summary:
+            summary = sv.benchmark_summary(
                 self.snapshot, name, languages=languages, index=self.index
-            ),
-        )
+            )
+            if bench.scoring.bradley_terry and not languages and summary.num_models > 1:
+                summary = summary.with_ratings(summary_ratings(summary))
+            return summary
+
+        return self._once(("summary", name, languages), build)
 
     def _benchmark_out(self, bench: BenchmarkInfo, cls: type[Any] = schemas.BenchmarkOut) -> Any:
         tasks = [self.snapshot.tasks.get(t.task) or TaskInfo(name=t.task) for t in bench.tasks]
