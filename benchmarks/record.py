@@ -35,7 +35,10 @@ def record(title: str, *, command: str, lines: list[str]) -> None:
     text = "\n".join(block)
     print(text)
     if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nNewest sections last; every figure below was measured by the script named in its command.\n\n")
+        RESULTS.write_text(
+            "# Benchmark results\n\nNewest sections last; every figure below was measured "
+            "by the script named in its command.\n\n"
+        )
     with RESULTS.open("a") as fh:
         fh.write(text + "\n")
 

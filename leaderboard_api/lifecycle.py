@@ -45,6 +45,8 @@ class AppState:
     load_seconds: float | None = None
     warmup_seconds: float | None = None
     warmed: int = 0
+    #: True once every unparameterized route of the current snapshot is built.
+    warm_done: bool = False
     last_error: str | None = None
     last_check: datetime | None = None
     source: ResolvedSource | None = None

@@ -16,6 +16,27 @@ class Schema(BaseModel):
     )
 
 
+class ModelBriefOut(Schema):
+    """A model inside table rows: its identity and size, without the long catalog fields
+    (training data, citation, extras) that ``/v1/models/{name}`` serves; a table repeats it
+    for every row, so leaving those out keeps leaderboards and task pages small."""
+
+    name: str
+    revision: str | None = None
+    url: str | None = None
+    total_params_b: float | None = None
+    active_params_b: float | None = None
+    embedding_dim: int | None = None
+    max_tokens: float | None = None
+    release_date: str | None = None
+    model_type: list[str] | str | None = None
+    open_weights: bool | None = None
+    license: str | None = None
+    modalities: list[str] = []
+    languages: list[str] = []
+    memory_usage_mb: float | None = None
+
+
 class ModelOut(Schema):
     name: str
     revision: str | None = None
@@ -99,7 +120,7 @@ class MenuGroupOut(Schema):
 
 class ScoreRowOut(Schema):
     rank: int | None
-    model: ModelOut
+    model: ModelBriefOut
     zero_shot_pct: float | None = None
     active_params_b: float | None = None
     total_params_b: float | None = None
@@ -171,7 +192,7 @@ class LeadersOut(Schema):
 
 class TaskScoreRowOut(Schema):
     rank: int | None
-    model: ModelOut
+    model: ModelBriefOut
     score: float | None
     subset_scores: dict[str, dict[str, float | None]]
     benchmarks: list[str]
@@ -221,6 +242,10 @@ class ReadyOut(Schema):
     updated_at: str | None = None
     rows: int | None = None
     warmed: int | None = None
+    #: Every unparameterized route is built (readiness only waits for the leaderboards).
+    warmup_complete: bool = False
+    load_seconds: float | None = None
+    warmup_seconds: float | None = None
     last_error: str | None = None
     warnings: list[str] = []
 

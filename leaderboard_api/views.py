@@ -78,6 +78,7 @@ class Views:
         self._lock = threading.Lock()
         self._memo: dict[Any, Any] = {}
         self._key_locks: dict[Any, threading.Lock] = {}
+        self._briefs: dict[str, schemas.ModelBriefOut] = {}
         self.index = sv.build_index(snapshot)
         counts = (
             snapshot.results.filter(pl.col("score").is_not_null())
@@ -265,10 +266,21 @@ class Views:
             snapshot=self.snapshot.id,
         )
 
+    def model_brief(self, name: str) -> schemas.ModelBriefOut:
+        """The model's metadata as served inside tables (memoized: it repeats everywhere)."""
+        found = self._briefs.get(name)
+        if found is None:
+            model = self.snapshot.models.get(name) or ModelInfo(name=name)
+            full = model_out(model)
+            brief = schemas.ModelBriefOut(
+                **{f: getattr(full, f) for f in schemas.ModelBriefOut.model_fields}
+            )
+            found = self._briefs.setdefault(name, brief)
+        return found
+
     def _row_out(self, row: dict[str, Any]) -> schemas.ScoreRowOut:
-        model = self.snapshot.models.get(row["model"]) or ModelInfo(name=row["model"])
         fields = dict(row)
-        fields["model"] = model_out(model)
+        fields["model"] = self.model_brief(row["model"])
         return schemas.ScoreRowOut(**fields)
 
     def scores_csv(self, name: str, *, languages: tuple[str, ...]) -> bytes:
@@ -392,7 +404,7 @@ class Views:
         rows = [
             schemas.TaskScoreRowOut(
                 rank=r["rank"],
-                model=model_out(self.snapshot.models.get(r["model"]) or ModelInfo(name=r["model"])),
+                model=self.model_brief(r["model"]),
                 score=r["score"],
                 subset_scores=r["subset_scores"],
                 benchmarks=r["benchmarks"],
@@ -409,6 +421,14 @@ class Views:
 
     # --- models -----------------------------------------------------------------------
 
+    def _rows_by_model(self, benchmark: str) -> dict[str, dict[str, Any]]:
+        """A benchmark's summary rows by model name (one pass, reused by every model page)."""
+
+        def build() -> dict[str, dict[str, Any]]:
+            return {row["model"]: row for row in self.summary(benchmark).rows()}
+
+        return self._once(("rows-by-model", benchmark), build)
+
     def _model_rows(self, name: str) -> list[schemas.ModelScoreRowOut]:
         return self._once(("model-rows", name), lambda: self._compute_model_rows(name))
 
@@ -416,7 +436,7 @@ class Views:
         rows = []
         for bench in self.snapshot.benchmarks.values():
             summary = self.summary(bench.name)
-            row = summary.row_for(name)
+            row = self._rows_by_model(bench.name).get(name)
             if row is None:
                 continue
             rows.append(

@@ -13,8 +13,9 @@ Hot path
     ``prometheus_client`` objects.
 
 Cardinality
-    The ``route`` label is a route template (``/v1/benchmarks/{name}/scores``) or
-    ``<unmatched>``, never a raw path; ``method`` is one of the HTTP methods or ``OTHER``.
+    The ``route`` label is a route template (``/v1/benchmarks/{name}/scores``, see
+    :class:`~leaderboard_api.observability.routes.RouteTemplates`) or ``<unmatched>``,
+    never a raw path; ``method`` is one of the HTTP methods or ``OTHER``.
 
 ``/metrics`` is counted like any other route (its scrapes show up under
 ``route="/metrics"``); pass ``exclude=("/metrics",)`` to leave it out.
@@ -28,7 +29,6 @@ Processes
 from __future__ import annotations
 
 import os
-import re
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from time import perf_counter
@@ -48,17 +48,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.utils import floatToGoString
-from starlette.routing import BaseRoute, Mount
+
+from leaderboard_api.observability.routes import RouteTemplates
 
 __all__ = [
     "DURATION_BUCKETS",
     "SIZE_BUCKETS",
-    "UNMATCHED",
     "CacheSizes",
     "Metrics",
     "MetricsMiddleware",
     "MultiprocessModeError",
-    "RouteTemplates",
     "check_multiprocess_env",
     "render_metrics",
 ]
@@ -69,7 +68,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-UNMATCHED: Final = "<unmatched>"
 #: Request duration buckets (seconds): fast-path answers take well under a millisecond.
 DURATION_BUCKETS: Final = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -84,14 +82,6 @@ _METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
 )
 _CACHE_REQUEST_RESULTS: Final = frozenset({"hit", "miss", "coalesced"})
-_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}")
-_CONVERTORS: Final = {
-    "str": "[^/]+",
-    "path": ".+",
-    "int": "[0-9]+",
-    "float": r"[0-9]+(?:\.[0-9]+)?",
-    "uuid": "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-}
 
 
 class MultiprocessModeError(RuntimeError):
@@ -117,94 +107,6 @@ def check_multiprocess_env(environ: MutableMapping[str, str] | None = None) -> N
             raise MultiprocessModeError(msg)
 
 
-class RouteTemplates:
-    """Map raw request paths to route templates, e.g. ``/v1/benchmarks/{name}/scores``.
-
-    Templates use ``{param}`` (one segment) and ``{param:path}`` (one or more segments,
-    so ``/v1/models/BAAI/bge-m3/scores`` matches ``/v1/models/{name:path}/scores``);
-    ``int``, ``float``, ``uuid`` and ``str`` convertors are understood too.  When several
-    templates match, the most specific wins: more literal characters, then fewer ``path``
-    parameters, then fewer parameters.  Results are memoized per raw path in a dict of at
-    most ``cache_size`` entries (the oldest entry goes first when it is full).
-    """
-
-    __slots__ = ("_cache", "_cache_size", "_names", "_regex", "templates")
-
-    def __init__(self, templates: Iterable[str], *, cache_size: int = 4096) -> None:
-        ordered = sorted(set(templates), key=_specificity)
-        self.templates: tuple[str, ...] = tuple(ordered)
-        parts = [f"(?P<t{index}>{_compile(text)})" for index, text in enumerate(ordered)]
-        self._regex = re.compile("|".join(parts)) if parts else None
-        self._names = {f"t{index}": text for index, text in enumerate(ordered)}
-        self._cache: dict[str, str] = {}
-        self._cache_size = max(cache_size, 1)
-
-    @classmethod
-    def from_routes(cls, routes: Iterable[BaseRoute], *, cache_size: int = 4096) -> RouteTemplates:
-        """Collect templates from Starlette/FastAPI routes (``app.routes``), mounts included."""
-        return cls(_route_paths(routes, prefix=""), cache_size=cache_size)
-
-    def match(self, path: str) -> str:
-        """Return the template matching ``path``, or ``"<unmatched>"``."""
-        found = self._cache.get(path)
-        if found is not None:
-            return found
-        found = UNMATCHED
-        if self._regex is not None:
-            hit = self._regex.fullmatch(path)
-            if hit is not None and hit.lastgroup is not None:
-                found = self._names[hit.lastgroup]
-        cache = self._cache
-        if len(cache) >= self._cache_size:
-            del cache[next(iter(cache))]
-        cache[path] = found
-        return found
-
-    def __len__(self) -> int:
-        return len(self.templates)
-
-    @property
-    def cached(self) -> int:
-        """How many raw paths are memoized now (at most ``cache_size``)."""
-        return len(self._cache)
-
-
-def _specificity(template: str) -> tuple[int, int, int, str]:
-    params = _PARAM.findall(template)
-    literal = len(_PARAM.sub("", template))
-    paths = sum(1 for _, kind in params if kind == "path")
-    return (-literal, paths, len(params), template)
-
-
-def _compile(template: str) -> str:
-    pattern: list[str] = []
-    position = 0
-    for param in _PARAM.finditer(template):
-        pattern.append(re.escape(template[position : param.start()]))
-        kind = param.group(2) or "str"
-        if kind not in _CONVERTORS:
-            msg = f"route template {template!r}: unknown convertor {kind!r}; use one of "
-            msg += ", ".join(sorted(_CONVERTORS))
-            raise ValueError(msg)
-        pattern.append(f"(?:{_CONVERTORS[kind]})")
-        position = param.end()
-    pattern.append(re.escape(template[position:]))
-    return "".join(pattern)
-
-
-def _route_paths(routes: Iterable[BaseRoute], *, prefix: str) -> Iterator[str]:
-    for route in routes:
-        if isinstance(route, Mount):
-            if route.routes:
-                yield from _route_paths(route.routes, prefix=prefix + route.path)
-            else:  # a mounted plain ASGI app, e.g. StaticFiles
-                yield f"{prefix}{route.path}/{{path:path}}"
-            continue
-        path = getattr(route, "path", None)
-        if isinstance(path, str):
-            yield prefix + path
-
-
 class _Hist:
     """Lock-free histogram: per-bucket counts (last one is +Inf) and the sum."""
 
@@ -225,16 +127,9 @@ class _Hist:
         return out
 
 
-_LE_LABELS: dict[tuple[float, ...], tuple[str, ...]] = {}
-
-
 def _le_labels(bounds: tuple[float, ...]) -> tuple[str, ...]:
-    labels = _LE_LABELS.get(bounds)
-    if labels is None:
-        values = (*bounds, float("inf"))
-        labels = tuple(floatToGoString(value) for value in values)  # type: ignore[no-untyped-call]
-        _LE_LABELS[bounds] = labels
-    return labels
+    values = (*bounds, float("inf"))
+    return tuple(floatToGoString(value) for value in values)  # type: ignore[no-untyped-call]
 
 
 class _Series:
@@ -246,6 +141,15 @@ class _Series:
         self.count = 0
         self.duration = duration
         self.size = size
+
+    def observe(self, seconds: float, size: int) -> None:
+        self.count += 1
+        hist = self.duration
+        hist.counts[bisect_left(hist.bounds, seconds)] += 1
+        hist.sum += seconds
+        hist = self.size
+        hist.counts[bisect_left(hist.bounds, size)] += 1
+        hist.sum += size
 
 
 class CacheSizes(Protocol):
@@ -321,13 +225,7 @@ class Metrics:
         series = self._series.get((method, route, status))
         if series is None:
             series = self._new_series(method, route, status)
-        series.count += 1
-        hist = series.duration
-        hist.counts[bisect_left(hist.bounds, seconds)] += 1
-        hist.sum += seconds
-        hist = series.size
-        hist.counts[bisect_left(hist.bounds, size)] += 1
-        hist.sum += size
+        series.observe(seconds, size)
 
     def _new_series(self, method: str, route: str, status: int) -> _Series:
         duration = self._durations.get((method, route))
@@ -533,14 +431,13 @@ class MetricsMiddleware:
             await self._app(scope, receive, counting_send)
         finally:
             metrics.in_flight -= 1
+            seconds = (end or perf_counter()) - start
             method: str = scope["method"]
-            metrics.record(
-                method=method if method in _METHODS else "OTHER",
-                route=self._match(path),
-                status=status or 500,
-                seconds=(end or perf_counter()) - start,
-                size=size,
-            )
+            key = (method if method in _METHODS else "OTHER", self._match(path), status or 500)
+            series = metrics._series.get(key)
+            if series is None:
+                series = metrics._new_series(*key)
+            series.observe(seconds, size)
 
 
 def _content_length(message: Message) -> int:

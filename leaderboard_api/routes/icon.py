@@ -32,7 +32,9 @@ def _allowed(url: str, hosts: list[str]) -> bool:
     return parts.scheme in ("https", "http") and (parts.hostname or "") in set(hosts)
 
 
-async def fetch_icon(url: str, *, hosts: list[str], max_bytes: int, timeout: float) -> tuple[bytes, str]:
+async def fetch_icon(
+    url: str, *, hosts: list[str], max_bytes: int, timeout: float
+) -> tuple[bytes, str]:
     """GET ``url`` following redirects only within ``hosts``, at most ``max_bytes``."""
     async with httpx.AsyncClient(follow_redirects=False, timeout=timeout) as client:
         for _ in range(MAX_REDIRECTS + 1):

@@ -62,6 +62,9 @@ def ready_body(state: AppState) -> dict[str, object]:
         updated_at=snap.updated_at.isoformat() if snap else None,
         rows=snap.stats.rows if snap else None,
         warmed=state.warmed,
+        warmup_complete=state.warm_done,
+        load_seconds=state.load_seconds,
+        warmup_seconds=state.warmup_seconds,
         last_error=state.last_error,
         warnings=[w.render() for w in snap.warnings] if snap else [],
     ).model_dump(by_alias=True)

@@ -33,6 +33,8 @@ def route_jobs(views: Views) -> tuple[list[RouteJob], list[RouteJob]]:
         RouteJob("tasks", ("/v1/tasks",), lambda v: encode(v.tasks())),
         RouteJob("models", ("/v1/models",), lambda v: encode(v.models())),
     ]
+    # Readiness waits for the lists and every leaderboard; the rest follows in the background.
+    rest: list[RouteJob] = []
     for name in views.benchmark_names():
         base = f"/v1/benchmarks/{name}"
         first += [
@@ -42,6 +44,8 @@ def route_jobs(views: Views) -> tuple[list[RouteJob], list[RouteJob]]:
                 (f"{base}/scores", f"{base}/summary"),
                 lambda v, n=name: encode(v.scores(n, languages=())),
             ),
+        ]
+        rest += [
             RouteJob(
                 f"benchmark-csv:{name}",
                 (f"{base}/scores.csv",),
@@ -52,17 +56,16 @@ def route_jobs(views: Views) -> tuple[list[RouteJob], list[RouteJob]]:
                 ),
             ),
             RouteJob(
-                f"benchmark-per-language:{name}",
-                (f"{base}/per-language",),
-                lambda v, n=name: encode(v.per_language(n)),
-            ),
-            RouteJob(
                 f"benchmark-leaders:{name}",
                 (f"{base}/leaders",),
                 lambda v, n=name: encode(v.leaders(n, buckets=None)),
             ),
+            RouteJob(
+                f"benchmark-per-language:{name}",
+                (f"{base}/per-language",),
+                lambda v, n=name: encode(v.per_language(n)),
+            ),
         ]
-    rest: list[RouteJob] = []
     for name in views.task_names():
         rest += [
             RouteJob(f"task:{name}", (f"/v1/tasks/{name}",), lambda v, n=name: encode(v.task(n))),

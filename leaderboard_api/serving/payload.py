@@ -12,13 +12,13 @@ Encodings
     the smallest JSON, zstd decodes fastest, gzip is understood everywhere.
 
 Compression levels (see :class:`CompressionPolicy`)
-    Measured on the real MTEB results (a 1 MB leaderboard table and a 37 KB one): gzip 9
-    costs 13 ms per MB, barely more than level 6, so always 9.  Brotli 11 is the smallest
-    but costs ~0.7 s per MB; brotli 9 costs ~30 ms per MB for a body 15 % larger.  zstd 19
-    costs ~0.2 s per MB, zstd 10 ~13 ms.  Bodies up to 64 KiB (most responses, and cheap to
-    squeeze: 25 ms at worst) get brotli 11 and zstd 19; larger ones get brotli 9 and zstd 10
-    so a cold parameterized request or a snapshot warmup stays fast.  gzip is written with
-    ``mtime=0`` and no file name so its bytes depend on the body only.
+    Chosen so a snapshot's warmup (thousands of payloads, up to 5 MB each on the full MTEB
+    data) stays within seconds.  Measured on real MTEB payloads (1.1 MB leaderboard, 0.4 MB
+    task page, 5.4 MB task list): gzip 9 costs up to 5x gzip 6 on repetitive JSON for 1-2 %
+    smaller output, so gzip 6.  Brotli 11 is 15-30 % smaller than brotli 5-7 but 70-100x
+    slower (1 s per MB), so bodies up to 64 KiB get brotli 9 and zstd 12 (a few ms) and
+    larger ones brotli 5 and zstd 6 (~10 ms per MB, still 25-35 % smaller than gzip).
+    gzip is written with ``mtime=0`` and no file name so its bytes depend on the body only.
 
 ETags
     Strong, derived from the identity bytes only: ``"<h>"`` where ``<h>`` is the first 32
@@ -75,11 +75,11 @@ class CompressionPolicy:
     min_size: int = 512
     #: Bodies larger than this use the ``*_large`` levels.
     large_size: int = 64 * 1024
-    gzip_level: int = 9
-    brotli_quality: int = 11
-    brotli_quality_large: int = 9
-    zstd_level: int = 19
-    zstd_level_large: int = 10
+    gzip_level: int = 6
+    brotli_quality: int = 9
+    brotli_quality_large: int = 5
+    zstd_level: int = 12
+    zstd_level_large: int = 6
 
     def compress(self, body: bytes) -> dict[str, bytes]:
         """Return the coded bodies worth offering for ``body``, keyed by coding name."""
