@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,15 +13,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leaderboard_api import __version__
-from leaderboard_api.dataset.contract import DatasetError
-from leaderboard_api.lifecycle import AppState, install, load, warm
+from leaderboard_api.lifecycle import AppState
+from leaderboard_api.live import startup, watch
 from leaderboard_api.problems import install_problem_handlers
-from leaderboard_api.routes import icon, infra, v1
-from leaderboard_api.routes.warmup import warm_plan
+from leaderboard_api.routes import admin, icon, infra, v1
 from leaderboard_api.serving.cache import PayloadCache
 from leaderboard_api.serving.fastpath import FastPath
 from leaderboard_api.settings import Settings
-from leaderboard_api.views import Views
 
 log = logging.getLogger(__name__)
 
@@ -59,48 +55,6 @@ def cors_origin_headers(origins: list[str]) -> object:
     return headers
 
 
-async def startup(state: AppState) -> None:
-    """Load the dataset, build per-snapshot views, preload routes; flip readiness."""
-    settings = state.settings
-    started = time.perf_counter()
-    try:
-        snapshot = await asyncio.to_thread(load, settings)
-        views = await asyncio.to_thread(Views, snapshot)
-    except DatasetError as exc:
-        state.last_error = str(exc)
-        log.error("dataset rejected: %s", exc)
-        for callback in state.on_fatal:
-            callback(exc)
-        return
-    state.load_seconds = time.perf_counter() - started
-    # The catalogs are long-lived objects: keep the cyclic GC from walking them again
-    # and again (it made the first builds after a load several times slower).
-    gc.collect()
-    gc.freeze()
-    install(state, snapshot, views)
-    log.info(
-        "loaded snapshot %s from %s: %d rows in %.2fs",
-        snapshot.id,
-        snapshot.source,
-        snapshot.stats.rows,
-        state.load_seconds,
-    )
-    if not settings.warmup:
-        state.ready = True
-        state.warm_done = True
-        return
-    first, rest = warm_plan(state, views)
-    state.warmed = await warm(state, first, concurrency=settings.warmup_concurrency)
-    state.warmup_seconds = time.perf_counter() - started
-    state.ready = True
-    log.info("ready: %d payloads warm in %.2fs", state.warmed, state.warmup_seconds)
-    state.warmed += await warm(state, rest, concurrency=settings.warmup_concurrency)
-    state.warm_done = True
-    log.info(
-        "warmup finished: %d payloads in %.2fs", state.warmed, time.perf_counter() - started
-    )
-
-
 def create_app(settings: Settings | None = None) -> LeaderboardApp:
     """A new app with its own state, cache and routes; nothing is loaded until the lifespan."""
     settings = settings if settings is not None else Settings()
@@ -114,6 +68,9 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
         state.static.update(infra.static_payloads(infra.static_dir()))
         log.debug("static payloads prepared at %s", when.isoformat())
         state.spawn(startup(state))
+        every = settings.effective_watch_seconds()
+        if every:
+            state.spawn(watch(state, every=every))
         try:
             yield
         finally:
@@ -133,6 +90,7 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
     app.state.lb = state
     install_problem_handlers(app)
     app.include_router(infra.router)
+    app.include_router(admin.router)
     app.include_router(icon.router)
     app.include_router(v1.router)
     if settings.cors_origins:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -56,6 +57,11 @@ class AppState:
     on_fatal: list[Callable[[Exception], None]] = field(default_factory=list)
     #: Payloads of the web page and other static files, by path (not tied to a snapshot).
     static: dict[str, Payload] = field(default_factory=dict)
+    #: ``observability.Metrics`` when metrics are on (typed loosely: a leaf module).
+    metrics: Any = None
+    #: ``observability.TracingHandle`` when tracing is on.
+    tracing: Any = None
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: Icon fetches in flight, by benchmark name (single flight for /v1/icon).
     icon_fetches: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 
@@ -75,6 +81,13 @@ class AppState:
         if loaded is None:
             return None
         return self.cache.get_ready((loaded.snapshot.id, path, query))
+
+    def span(self, name: str, **attributes: Any) -> contextlib.AbstractContextManager[Any]:
+        """A tracing span around a block, or nothing when tracing is off."""
+        if self.tracing is None:
+            return contextlib.nullcontext()
+        span: contextlib.AbstractContextManager[Any] = self.tracing.span(name, **attributes)
+        return span
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)

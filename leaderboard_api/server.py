@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import uvicorn
@@ -61,6 +62,10 @@ def run_server(settings: Settings) -> None:
         settings.host,
         settings.port,
     )
+    # uvicorn re-raises the signal after its graceful shutdown; with the default SIGTERM
+    # handler that kills the process (exit -15, stdout lost). Ignore the re-raise so the
+    # process exits 0 once in-flight requests are done and traces are flushed.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     server.run()
     if failed:
         print(f"error: {failed[0]}", file=sys.stderr)

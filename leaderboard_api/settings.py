@@ -54,9 +54,9 @@ class Settings(BaseSettings):
     warmup: bool = Field(default=True, description="Preload every unparameterized route.")
     watch_seconds: float | None = Field(
         default=None,
-        ge=1,
+        ge=0,
         description="Seconds between checks for a new dataset version (default 300 for hub, "
-        "off for directories).",
+        "off for directories); 0 turns watching off.",
     )
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token for POST /admin/reload; unset disables it."
@@ -93,5 +93,5 @@ class Settings(BaseSettings):
 
     def effective_watch_seconds(self) -> float | None:
         if self.watch_seconds is not None:
-            return self.watch_seconds
+            return self.watch_seconds or None
         return 300.0 if (self.data or "").startswith("hf://") else None

@@ -46,7 +46,7 @@ async def wait_ready(app: LeaderboardApp, *, timeout: float = 60.0) -> None:
             raise TimeoutError("app not ready")
         await asyncio.sleep(0.01)
     # Let the second warmup phase (tasks, models) finish too, so every route is preloaded.
-    while any(not t.done() for t in state.tasks):
+    while not state.warm_done:
         if time.monotonic() > deadline:
             raise TimeoutError("warmup did not finish")
         await asyncio.sleep(0.01)
@@ -77,8 +77,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def server_process(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
-) -> Iterator[str]:
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0, with_pid: bool = False
+) -> Iterator[Any]:
     """A real ``leaderboard-api serve`` on 127.0.0.1; yields its base URL once /ready is 200."""
     import os
 
@@ -110,7 +110,7 @@ def server_process(
             if time.monotonic() > deadline:
                 raise TimeoutError("server not ready")
             time.sleep(0.05)
-        yield base
+        yield (base, proc.pid) if with_pid else base
     finally:
         proc.terminate()
         try:

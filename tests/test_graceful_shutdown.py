@@ -1,0 +1,255 @@
+"""SIGTERM: the server stops accepting, finishes the responses in flight, and exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+#: Requests pipelined on each slow connection: far more bytes than the socket buffers hold.
+PIPELINED = 400
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def healthcheck_argv() -> list[str]:
+    """The image's HEALTHCHECK command (exec form), read from the Dockerfile."""
+    logical = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            logical += line[:-1] + " "
+            continue
+        logical += line
+        if logical.startswith("HEALTHCHECK"):
+            argv: list[str] = json.loads(logical.split("CMD ", 1)[1])
+            assert argv[0] == "python"
+            return [sys.executable, *argv[1:]]  # the image's python; any python runs it
+        logical = ""
+    msg = "no HEALTHCHECK in the Dockerfile"
+    raise AssertionError(msg)
+
+
+def request_bytes(path: str, *, close: bool = True) -> bytes:
+    connection = "Connection: close\r\n" if close else ""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n{connection}\r\n"
+    ).encode()
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_responses(data: bytes) -> list[tuple[int, bytes]]:
+    """Split a byte stream into whole responses (status, body); a truncated one fails."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, f"incomplete response head: {data[:200]!r}"
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in lines[1:])
+        }
+        assert "content-length" in headers, head
+        length = int(headers["content-length"])
+        assert len(rest) >= length, "truncated body"
+        out.append((int(lines[0].split()[1]), rest[:length]))
+        data = rest[length:]
+    return out
+
+
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Read one ``Connection: close`` response to EOF."""
+    (response,) = parse_responses(read_all(sock))
+    return response
+
+
+Server = tuple[subprocess.Popen[bytes], int, Path]
+
+
+@contextmanager
+def running_server(tmp_path: Path, **extra_env: str) -> Iterator[Server]:
+    """``python -m leaderboard_api serve`` on a free port, ready; killed if still alive."""
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LEADERBOARD_") and not k.startswith("OTEL_")
+    }
+    env["LEADERBOARD_CACHE_DIR"] = str(tmp_path / "cache")
+    env["PYTHONUNBUFFERED"] = "1"  # as in the image: log lines reach the file at once
+    env.update(extra_env)
+    log = tmp_path / "server.log"
+    argv = [sys.executable, "-m", "leaderboard_api", "serve", "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "not ready:\n" + log.read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        yield proc, port, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with running_server(tmp_path) as found:
+        yield found
+
+
+def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_zero(
+    server: Server,
+) -> None:
+    proc, port, log = server
+    base = f"http://127.0.0.1:{port}"
+    check = subprocess.run(
+        healthcheck_argv(), env={**os.environ, "LEADERBOARD_PORT": str(port)}, check=False
+    )
+    assert check.returncode == 0, "the image's HEALTHCHECK fails against a live server"
+
+    paths = ["/v1/benchmarks", "/v1/tasks", "/v1/models", "/v1/benchmarks/menu"]
+    for item in httpx.get(base + "/v1/benchmarks", timeout=10).json()[:3]:
+        paths.append("/v1/benchmarks/" + quote(item["name"], safe="/") + "/scores")
+    expected = {}
+    for path in paths:
+        response = httpx.get(base + path, headers={"accept-encoding": "identity"}, timeout=10)
+        assert response.status_code == 200, path
+        expected[path] = response.content
+    biggest = max(expected, key=lambda p: len(expected[p]))
+
+    # Slow readers: many pipelined requests, and nothing read until after SIGTERM. The
+    # server's writes back up, so a response is still being written when SIGTERM comes.
+    slow = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(request_bytes(biggest, close=False) * PIPELINED)
+        slow.append(sock)
+    time.sleep(0.2)
+
+    # A burst of requests on connections opened beforehand, sent together right before
+    # SIGTERM; each must come back whole.
+    burst = [(path, socket.create_connection(("127.0.0.1", port))) for path in paths * 3]
+    results: list[tuple[str, int, bytes] | str] = []
+    go = threading.Barrier(len(burst) + 1)
+
+    def send_and_read(path: str, sock: socket.socket) -> None:
+        go.wait()
+        try:
+            sock.sendall(request_bytes(path))
+            results.append((path, *read_response(sock)))
+        except (OSError, AssertionError) as exc:
+            results.append(f"{path}: {exc!r}")
+        finally:
+            sock.close()
+
+    threads = [threading.Thread(target=send_and_read, args=item) for item in burst]
+    for thread in threads:
+        thread.start()
+    go.wait()
+    time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+
+    # New connections are refused once the listener is closed.
+    refused = False
+    while time.monotonic() - signalled < 5 and not refused:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                time.sleep(0.02)
+        except ConnectionRefusedError:
+            refused = True
+    assert refused, "the server still accepts connections 5 s after SIGTERM"
+    for thread in threads:
+        thread.join(timeout=10)
+    # Not exiting while a response is unfinished: the slow readers hold the server.
+    time.sleep(0.5)
+    assert proc.poll() is None, "exited with responses still being written"
+
+    for sock in slow:
+        with sock:
+            responses = parse_responses(read_all(sock))
+        # Every response started is finished, none cut short (requests left in a pipeline
+        # may or may not be answered: HTTP clients retry those).
+        assert responses
+        assert all(status == 200 for status, _ in responses)
+        assert all(body == expected[biggest] for _, body in responses)
+
+    code = proc.wait(timeout=10)
+    elapsed = time.monotonic() - signalled
+    assert code == 0, log.read_text()[-3000:]
+    assert elapsed < 8, f"took {elapsed:.1f}s to exit"
+    failures = [r for r in results if isinstance(r, str)]
+    assert not failures, failures
+    assert len(results) == len(burst)
+    for result in results:
+        assert not isinstance(result, str)
+        path, status, body = result
+        assert status == 200, path
+        assert body == expected[path], path
+
+    after = subprocess.run(
+        healthcheck_argv(),
+        env={**os.environ, "LEADERBOARD_PORT": str(port)},
+        capture_output=True,
+        check=False,
+    )
+    assert after.returncode != 0
+
+
+def test_sigterm_flushes_pending_traces(tmp_path: Path) -> None:
+    """Spans still queued for export at SIGTERM are written before the process exits."""
+    # The batch processor would wait ten minutes: only the shutdown flush can write them.
+    with running_server(
+        tmp_path,
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_BSP_SCHEDULE_DELAY="600000",
+        OTEL_SERVICE_NAME="graceful-test",
+    ) as (proc, port, log):
+        for _ in range(3):
+            assert httpx.get(f"http://127.0.0.1:{port}/v1/benchmarks").status_code == 200
+        before = log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+    text = log.read_text()
+    assert "GET /v1/benchmarks" not in before  # still queued when SIGTERM came
+    assert "GET /v1/benchmarks" in text, "no span flushed at shutdown:\n" + text[-2000:]
+    assert "graceful-test" in text
+    assert code == 0, text[-2000:]
