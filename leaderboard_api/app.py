@@ -15,6 +15,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from leaderboard_api import __version__
 from leaderboard_api.lifecycle import AppState
 from leaderboard_api.live import startup, watch
+from leaderboard_api.observability.logs import AccessLogMiddleware
+from leaderboard_api.observability.metrics import Metrics, MetricsMiddleware
+from leaderboard_api.observability.routes import RouteTemplates
+from leaderboard_api.observability.tracing import TracingMiddleware, setup_tracing
 from leaderboard_api.problems import install_problem_handlers
 from leaderboard_api.routes import admin, icon, infra, v1
 from leaderboard_api.serving.cache import PayloadCache
@@ -58,8 +62,20 @@ def cors_origin_headers(origins: list[str]) -> object:
 def create_app(settings: Settings | None = None) -> LeaderboardApp:
     """A new app with its own state, cache and routes; nothing is loaded until the lifespan."""
     settings = settings if settings is not None else Settings()
-    cache = PayloadCache(max_entries=settings.lru_max_entries, max_bytes=settings.lru_max_bytes)
+    metrics = Metrics() if settings.metrics else None
+    cache = PayloadCache(
+        max_entries=settings.lru_max_entries,
+        max_bytes=settings.lru_max_bytes,
+        on_event=metrics.cache_event if metrics is not None else None,
+    )
     state = AppState(settings=settings, cache=cache)
+    state.metrics = metrics
+    state.tracing = setup_tracing()
+    if metrics is not None:
+        metrics.watch_cache(lambda: cache.stats)
+        state.hooks.append(
+            lambda loaded: metrics.set_snapshot(loaded.snapshot.id, loaded.snapshot.stats.rows)
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +93,8 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
             for task in list(state.tasks):
                 task.cancel()
             await asyncio.gather(*state.tasks, return_exceptions=True)
+            if state.tracing is not None:
+                state.tracing.shutdown()
 
     app = LeaderboardApp(
         title="leaderboard-api",
@@ -102,9 +120,36 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
             max_age=600,
         )
     origin_headers = cors_origin_headers(settings.cors_origins) if settings.cors_origins else None
-    app.outer = FastPath(
+    outer: ASGIApp = FastPath(
         app.framework,
         lookup=state.lookup,
         origin_headers=origin_headers,  # type: ignore[arg-type]
     )
+    # Outermost first: metrics see everything (fast path included), then tracing, then
+    # the request context / access log, then the fast path, then the framework.
+    outer = AccessLogMiddleware(
+        outer,
+        snapshot_id=lambda: state.loaded.snapshot.id if state.loaded else None,
+        log_requests=settings.access_log,
+        exclude=("/health", "/ready", "/metrics"),
+    )
+    static_paths = [*infra.static_payloads(infra.static_dir()), "/robots.txt", "/favicon.ico"]
+    templates = RouteTemplates([*ROOT_TEMPLATES, *v1.TEMPLATES, *static_paths])
+    if state.tracing is not None:
+        outer = TracingMiddleware(outer, handle=state.tracing, templates=templates)
+    if state.metrics is not None:
+        outer = MetricsMiddleware(outer, metrics=state.metrics, templates=templates)
+    app.outer = outer
     return app
+
+
+#: Routes outside /v1, as metric and span labels.
+ROOT_TEMPLATES = (
+    "/health",
+    "/ready",
+    "/metrics",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/openapi.json",
+    "/admin/reload",
+)

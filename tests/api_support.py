@@ -86,7 +86,7 @@ def server_process(
     full_env = {**os.environ, "LEADERBOARD_CACHE_DIR": "", **(env or {})}
     import tempfile
 
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
         [sys.executable, "-m", "leaderboard_api", "serve", "--port", str(port), *args],
         env=full_env,

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from leaderboard_api.app import create_app
-from tests.api_support import client_for, running, server_process, settings
+from tests.api_support import running, server_process, settings
 
 ENG = "TEB(eng, v1)"
 LANGS = ["eng", "fra", "deu", "spa", "English", "French", "German"]

@@ -34,7 +34,8 @@ def raw_headers(**headers: str) -> dict[str, str]:
 async def test_etag_and_304_forms(client: httpx.AsyncClient) -> None:
     first = await client.get(SCORES, headers=raw_headers())
     etag = first.headers["etag"]
-    assert etag.startswith('"') and etag.endswith('"')
+    assert etag.startswith('"')
+    assert etag.endswith('"')
     for header in (etag, f'"nope", {etag}', f"W/{etag}", "*"):
         again = await client.get(SCORES, headers=raw_headers(if_none_match=header))
         assert again.status_code == 304, header

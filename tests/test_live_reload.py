@@ -78,7 +78,8 @@ async def test_reload_swaps_to_new_data_and_frees_old_payloads(tmp_path: Path) -
         new_id = state.loaded.snapshot.id
         assert new_id != old_id
         keys = state.cache.pinned_keys()
-        assert keys and all(k[0] == new_id for k in keys)
+        assert keys
+        assert all(k[0] == new_id for k in keys)
         ready = (await client.get("/ready")).json()
         assert ready["snapshot"] == new_id
         assert ready["lastError"] is None
@@ -184,7 +185,8 @@ def test_zero_failed_requests_across_three_swaps(tmp_path: Path) -> None:
             for thread in threads:
                 thread.join()
     assert not failures, failures[:10]
-    assert counts["200"] > 100 and counts["304"] > 10
+    assert counts["200"] > 100
+    assert counts["304"] > 10
     # Every swap changed the leaderboard: four versions were served.
     assert len(seen_etags[SCORES]) == 4
 

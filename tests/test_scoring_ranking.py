@@ -7,7 +7,7 @@ import random
 
 import polars as pl
 import pytest
-from conftest import MakeSnapshot, bench, cell
+from tests.conftest import MakeSnapshot, bench, cell
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

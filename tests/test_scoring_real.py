@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import load
+from tests.conftest import load
 
 from leaderboard_api.dataset.importers.mteb import convert_mteb_catalog
 from leaderboard_api.dataset.snapshot import Snapshot

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeSnapshot, bench, cell, write_dataset
+from tests.conftest import MakeSnapshot, bench, cell, write_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -295,7 +295,7 @@ def test_index_gives_identical_summaries(snap: Snapshot, make_snapshot: MakeSnap
 
 DIGEST = """
 import hashlib, json, sys
-from conftest import load
+from tests.conftest import load
 from leaderboard_api.scoring import benchmark_summary, summary_ratings
 snap = load(__import__("pathlib").Path(sys.argv[1]))
 summary = benchmark_summary(snap, "B")
@@ -319,7 +319,7 @@ def test_same_bytes_whatever_the_thread_count(tmp_path: Path) -> None:
         done = subprocess.run(
             [sys.executable, "-c", DIGEST, str(tmp_path)],
             env=env,
-            cwd=Path(__file__).parent,
+            cwd=Path(__file__).parents[1],
             capture_output=True,
             text=True,
             check=True,

@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import MakeSnapshot, bench, cell
+from tests.conftest import MakeSnapshot, bench, cell
 
 from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.scoring import UnknownBenchmark, UnknownTask, select_cells

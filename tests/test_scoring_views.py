@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import MakeSnapshot, bench, cell
+from tests.conftest import MakeSnapshot, bench, cell
 
 from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.scoring import (

@@ -16,7 +16,6 @@ from leaderboard_api.observability.logs import (
 )
 from leaderboard_api.observability.metrics import (
     DURATION_BUCKETS,
-    SIZE_BUCKETS,
     CacheSizes,
     Metrics,
     MetricsMiddleware,
@@ -37,7 +36,6 @@ from leaderboard_api.observability.tracing import (
 __all__ = [
     "DEFAULT_EXCLUDED_PATHS",
     "DURATION_BUCKETS",
-    "SIZE_BUCKETS",
     "UNMATCHED",
     "AccessLogMiddleware",
     "CacheSizes",

@@ -43,7 +43,12 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    SummaryMetricFamily,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
@@ -53,7 +58,6 @@ from leaderboard_api.observability.routes import RouteTemplates
 
 __all__ = [
     "DURATION_BUCKETS",
-    "SIZE_BUCKETS",
     "CacheSizes",
     "Metrics",
     "MetricsMiddleware",
@@ -72,10 +76,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 DURATION_BUCKETS: Final = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
-#: Response body size buckets (bytes).
-SIZE_BUCKETS: Final = (
-    100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0, 100_000_000.0,
 )  # fmt: skip
 BUILD_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _METHODS: Final = frozenset(
@@ -135,21 +135,20 @@ def _le_labels(bounds: tuple[float, ...]) -> tuple[str, ...]:
 class _Series:
     """Everything one (method, route, status) request updates."""
 
-    __slots__ = ("count", "duration", "size")
+    __slots__ = ("bytes", "count", "duration")
 
-    def __init__(self, duration: _Hist, size: _Hist) -> None:
+    def __init__(self, duration: _Hist) -> None:
         self.count = 0
+        self.bytes = 0
         self.duration = duration
-        self.size = size
 
     def observe(self, seconds: float, size: int) -> None:
+        # MetricsMiddleware inlines this body: keep the two in step.
         self.count += 1
+        self.bytes += size
         hist = self.duration
         hist.counts[bisect_left(hist.bounds, seconds)] += 1
         hist.sum += seconds
-        hist = self.size
-        hist.counts[bisect_left(hist.bounds, size)] += 1
-        hist.sum += size
 
 
 class CacheSizes(Protocol):
@@ -187,7 +186,6 @@ class Metrics:
         self.in_flight = 0
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._durations: dict[tuple[str, str], _Hist] = {}
-        self._sizes: dict[str, _Hist] = {}
         self._cache_counts: dict[tuple[str, str], int] = {}
         self._cache_reader: Callable[[], CacheSizes] | None = None
         self._snapshot: str | None = None
@@ -231,10 +229,7 @@ class Metrics:
         duration = self._durations.get((method, route))
         if duration is None:
             duration = self._durations[(method, route)] = _Hist(DURATION_BUCKETS)
-        size = self._sizes.get(route)
-        if size is None:
-            size = self._sizes[route] = _Hist(SIZE_BUCKETS)
-        series = self._series[(method, route, status)] = _Series(duration, size)
+        series = self._series[(method, route, status)] = _Series(duration)
         return series
 
     def cache_event(self, layer: str, result: str) -> None:
@@ -287,12 +282,19 @@ class Metrics:
         for (method, route), hist in list(self._durations.items()):
             durations.add_metric([method, route], hist.cumulative(), hist.sum)
         yield durations
-        sizes = HistogramMetricFamily(
+        # A summary (count and sum per route): response sizes of a route barely vary, and
+        # this costs one addition per request where histogram buckets would cost a search.
+        size_count: dict[str, int] = {}
+        size_sum: dict[str, int] = {}
+        for (_, route, _), series in list(self._series.items()):
+            size_count[route] = size_count.get(route, 0) + series.count
+            size_sum[route] = size_sum.get(route, 0) + series.bytes
+        sizes = SummaryMetricFamily(
             "http_response_size_bytes", "Response body bytes sent (0 for HEAD and 304).",
             labels=["route"],
         )  # fmt: skip
-        for route, hist in list(self._sizes.items()):
-            sizes.add_metric([route], hist.cumulative(), hist.sum)
+        for route, count in size_count.items():
+            sizes.add_metric([route], count_value=count, sum_value=size_sum[route])
         yield sizes
         yield GaugeMetricFamily(
             "http_requests_in_flight", "HTTP requests being answered.", value=self.in_flight
@@ -437,7 +439,12 @@ class MetricsMiddleware:
             series = metrics._series.get(key)
             if series is None:
                 series = metrics._new_series(*key)
-            series.observe(seconds, size)
+            # _Series.observe, inlined: this runs for every request.
+            series.count += 1
+            series.bytes += size
+            hist = series.duration
+            hist.counts[bisect_left(hist.bounds, seconds)] += 1
+            hist.sum += seconds
 
 
 def _content_length(message: Message) -> int:

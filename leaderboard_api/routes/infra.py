@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from leaderboard_api import schemas
 from leaderboard_api.lifecycle import AppState
+from leaderboard_api.problems import problem
 from leaderboard_api.serving.payload import Payload
 
 router = APIRouter(tags=["infra"])
@@ -49,6 +50,18 @@ async def ready(request: Request) -> Response:
             headers={**NO_STORE, "retry-after": "2"},
         )
     return Response(orjson.dumps(body), media_type="application/json", headers=NO_STORE)
+
+
+@router.api_route("/metrics", methods=GET, response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition (OpenMetrics when the scraper asks for it)."""
+    state = _state(request)
+    if state.metrics is None:
+        return problem(404, detail="metrics are turned off", instance=request.url.path)
+    from leaderboard_api.observability.metrics import render_metrics
+
+    body, content_type = render_metrics(state.metrics, accept=request.headers.get("accept"))
+    return Response(body, headers={**NO_STORE, "content-type": content_type})
 
 
 def ready_body(state: AppState) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable
 from typing import Annotated, Any
 
@@ -68,7 +69,13 @@ async def serve(
     key = (snapshot_id, route, params)
 
     def run() -> Payload:
-        return make_payload(state, views, build(views), media_type=media_type, extra=extra_headers)
+        started = time.perf_counter()
+        with state.span("payload.build", route=route.split(":")[0], snapshot=snapshot_id):
+            body = build(views)
+            payload = make_payload(state, views, body, media_type=media_type, extra=extra_headers)
+        if state.metrics is not None:
+            state.metrics.observe_build(route.split(":")[0], time.perf_counter() - started)
+        return payload
 
     payload = await state.cache.get_or_build(key, run, pin=not params)
     # Alias the raw spelling so the next identical request takes the fast path.

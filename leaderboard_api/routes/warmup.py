@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import quote
 
 from leaderboard_api.lifecycle import AppState
@@ -25,6 +27,22 @@ class RouteJob:
     extra_headers: tuple[tuple[str, str], ...] = ()
 
 
+def _call_json(method: str, name: str, views: Views) -> bytes:
+    return encode(getattr(views, method)(name))
+
+
+def _scores_json(name: str, views: Views) -> bytes:
+    return encode(views.scores(name, languages=()))
+
+
+def _scores_csv(name: str, views: Views) -> bytes:
+    return views.scores_csv(name, languages=())
+
+
+def _leaders_json(name: str, views: Views) -> bytes:
+    return encode(views.leaders(name, buckets=None))
+
+
 def route_jobs(views: Views) -> tuple[list[RouteJob], list[RouteJob]]:
     """Jobs for every unparameterized route: (lists and benchmarks first, then tasks, models)."""
     first: list[RouteJob] = [
@@ -38,18 +56,18 @@ def route_jobs(views: Views) -> tuple[list[RouteJob], list[RouteJob]]:
     for name in views.benchmark_names():
         base = f"/v1/benchmarks/{name}"
         first += [
-            RouteJob(f"benchmark:{name}", (base,), lambda v, n=name: encode(v.benchmark(n))),
+            RouteJob(f"benchmark:{name}", (base,), partial(_call_json, "benchmark", name)),
             RouteJob(
                 f"benchmark-scores:{name}",
                 (f"{base}/scores", f"{base}/summary"),
-                lambda v, n=name: encode(v.scores(n, languages=())),
+                partial(_scores_json, name),
             ),
         ]
         rest += [
             RouteJob(
                 f"benchmark-csv:{name}",
                 (f"{base}/scores.csv",),
-                lambda v, n=name: v.scores_csv(n, languages=()),
+                partial(_scores_csv, name),
                 media_type=CSV,
                 extra_headers=(
                     ("content-disposition", f'attachment; filename="{csv_filename(name)}"'),
@@ -58,32 +76,30 @@ def route_jobs(views: Views) -> tuple[list[RouteJob], list[RouteJob]]:
             RouteJob(
                 f"benchmark-leaders:{name}",
                 (f"{base}/leaders",),
-                lambda v, n=name: encode(v.leaders(n, buckets=None)),
+                partial(_leaders_json, name),
             ),
             RouteJob(
                 f"benchmark-per-language:{name}",
                 (f"{base}/per-language",),
-                lambda v, n=name: encode(v.per_language(n)),
+                partial(_call_json, "per_language", name),
             ),
         ]
     for name in views.task_names():
         rest += [
-            RouteJob(f"task:{name}", (f"/v1/tasks/{name}",), lambda v, n=name: encode(v.task(n))),
+            RouteJob(f"task:{name}", (f"/v1/tasks/{name}",), partial(_call_json, "task", name)),
             RouteJob(
                 f"task-scores:{name}",
                 (f"/v1/tasks/{name}/scores",),
-                lambda v, n=name: encode(v.task_scores(n)),
+                partial(_call_json, "task_scores", name),
             ),
         ]
     for name in views.model_names():
         rest += [
-            RouteJob(
-                f"model:{name}", (f"/v1/models/{name}",), lambda v, n=name: encode(v.model(n))
-            ),
+            RouteJob(f"model:{name}", (f"/v1/models/{name}",), partial(_call_json, "model", name)),
             RouteJob(
                 f"model-scores:{name}",
                 (f"/v1/models/{name}/scores",),
-                lambda v, n=name: encode(v.model_scores(n)),
+                partial(_call_json, "model_scores", name),
             ),
         ]
     return first, rest
@@ -98,10 +114,15 @@ def warm_plan(state: AppState, views: Views) -> tuple[list[WarmItem], list[WarmI
         for job in jobs:
 
             def build(job: RouteJob = job) -> Payload:
+                started = time.perf_counter()
                 body = job.build(views)
-                return make_payload(
+                payload = make_payload(
                     state, views, body, media_type=job.media_type, extra=job.extra_headers
                 )
+                if state.metrics is not None:
+                    kind = job.route.split(":")[0]
+                    state.metrics.observe_build(kind, time.perf_counter() - started)
+                return payload
 
             aliases = tuple((snapshot_id, path, b"") for path in job.paths)
             out.append(((snapshot_id, job.route, ()), build, aliases))
