@@ -7,7 +7,6 @@ import random
 
 import polars as pl
 import pytest
-from tests.conftest import MakeSnapshot, bench, cell
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +18,7 @@ from leaderboard_api.scoring import (
     summary_ratings,
 )
 from leaderboard_api.scoring.ratings import BASE, SCALE
+from tests.conftest import MakeSnapshot, bench, cell
 
 TASKS = [{"name": "R1"}, {"name": "R2"}, {"name": "C1"}]
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-from tests.conftest import load
 
 from leaderboard_api.dataset.importers.mteb import convert_mteb_catalog
 from leaderboard_api.dataset.snapshot import Snapshot
@@ -21,6 +20,7 @@ from leaderboard_api.scoring import (
     summary_ratings,
     task_view,
 )
+from tests.conftest import load
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mteb"
 RESULTS = DATA / "full" / "results.parquet"

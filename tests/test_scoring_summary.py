@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import MakeSnapshot, bench, cell, write_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +23,7 @@ from leaderboard_api.scoring import (
     build_index,
     summary_ratings,
 )
+from tests.conftest import MakeSnapshot, bench, cell, write_dataset
 
 TASKS: list[dict[str, Any]] = [
     {"name": "R1", "type": "Retrieval"},

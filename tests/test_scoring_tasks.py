@@ -7,11 +7,11 @@ from typing import Any
 
 import polars as pl
 import pytest
-from tests.conftest import MakeSnapshot, bench, cell
 
 from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.scoring import UnknownBenchmark, UnknownTask, select_cells
 from leaderboard_api.scoring.tasks import get_task, task_scores, task_table
+from tests.conftest import MakeSnapshot, bench, cell
 
 
 def scores_of(snapshot: Snapshot, benchmark: str) -> dict[tuple[str, str], tuple[float, float]]:

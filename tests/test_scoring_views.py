@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.conftest import MakeSnapshot, bench, cell
 
 from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.scoring import (
@@ -26,6 +25,7 @@ from leaderboard_api.scoring import (
     task_model_counts,
     task_view,
 )
+from tests.conftest import MakeSnapshot, bench, cell
 
 # --- language normalization ---------------------------------------------------------------
 
