@@ -3,7 +3,8 @@
 The recipe is deploy/nginx/leaderboard.conf.template, rendered here with real ports; the
 replicas are real ``python -m leaderboard_api serve`` processes on 127.0.0.1 sharing one
 dataset directory, each with its own disk cache. The data change is picked up by restarting
-the replicas one at a time (a rolling restart, as a Deployment rollout would do).
+the replicas one at a time (a rolling restart, as a Deployment rollout would do), and by
+both replicas reloading in place (``POST /admin/reload``, as their watchers would).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "nginx" / "leaderboard.conf.template"
 SAMPLE = ROOT / "leaderboard_api" / "sample"
 MAX_AGE = 2
+ADMIN_TOKEN = "replica-test-token"
 #: The template's upstream fail_timeout, in seconds.
 FAIL_TIMEOUT = 2
 #: nginx keeps expiry times in whole seconds: an entry may stay fresh up to 1 s longer.
@@ -96,6 +98,7 @@ class Replica:
         env.update(
             LEADERBOARD_CACHE_DIR=str(self.workdir / f"{self.name}-cache"),
             LEADERBOARD_CACHE_CONTROL=f"public, max-age={MAX_AGE}",
+            LEADERBOARD_ADMIN_TOKEN=ADMIN_TOKEN,
             HF_HUB_OFFLINE="1",
         )
         self.starts += 1
@@ -407,3 +410,60 @@ def test_rolling_restart_on_new_data_serves_new_bytes_without_errors(cluster: Cl
     assert not failures, failures[:10]
     assert set(statuses) <= {200, 304}
     assert sum(statuses.values()) > 50, statuses
+
+
+def test_live_reload_on_both_replicas_serves_new_bytes_without_errors(cluster: Cluster) -> None:
+    """Both replicas reload in place; nginx serves the new bytes after max-age, no errors."""
+    a, b = cluster.replicas
+    victim = pick_victim(cluster.data)
+    table = next(
+        url
+        for url in cluster.urls
+        if url.startswith("/v1/benchmarks/")
+        and url.endswith("/scores")
+        and victim in httpx.get(a.base + url, timeout=10).text
+    )
+    old = httpx.get(a.base + table, timeout=10)
+    drop_model(cluster.data, victim)
+    statuses: Counter[int] = Counter()
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=cluster.base, timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    response = client.get(table, headers={"accept-encoding": "gzip"})
+                except httpx.TransportError as exc:
+                    failures.append(repr(exc))
+                    continue
+                statuses[response.status_code] += 1
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    try:
+        auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        for replica in (a, b):
+            done = httpx.post(f"{replica.base}/admin/reload", headers=auth, timeout=60)
+            assert done.status_code == 200, done.text
+            assert done.json()["result"] == "swapped"
+        swapped_at = time.monotonic()
+        new_a = httpx.get(a.base + table, timeout=10)
+        new_b = httpx.get(b.base + table, timeout=10)
+        assert new_a.headers["etag"] == new_b.headers["etag"] != old.headers["etag"]
+        assert new_a.content == new_b.content
+        deadline = swapped_at + MAX_AGE + NGINX_CLOCK + 1.5
+        while True:
+            through = httpx.get(cluster.base + table, timeout=10)
+            if through.content == new_a.content:
+                break
+            assert time.monotonic() < deadline, "nginx still serves the old bytes after max-age"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert not failures, failures[:10]
+    assert sum(statuses.values()) > 20, statuses
