@@ -94,8 +94,12 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
     return {
         key: value
         for key, value in record.__dict__.items()
-        if key not in _STANDARD_ATTRS and not key.startswith("_")
+        if key not in _STANDARD_ATTRS and not key.startswith("_") and key not in _NOISE
     }
+
+
+#: Extras other libraries attach that repeat the message (uvicorn's ANSI-coloured copy).
+_NOISE = frozenset({"color_message"})
 
 
 def _timestamp(record: logging.LogRecord) -> str:
