@@ -31,6 +31,7 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def bench_app() -> Any:
         if handle is None:
             msg = "tracing layer asked for, but no OTEL exporter is configured"
             raise RuntimeError(msg)
-        atexit.register(handle.shutdown)  # uvicorn exits normally on SIGTERM: flush spans
+        atexit.register(handle.shutdown)  # flush spans at exit (the driver stops with SIGINT)
         app = handle.middleware(app, templates=templates)
     if "metrics" in layers:
         # No /metrics route here: serving it would add a frame to every request.
@@ -240,7 +241,9 @@ def _server(variant: Variant, *, app: str, path: str, otlp: str) -> Iterator[tup
             time.sleep(0.2)
         yield base, process.pid  # taskset execs python: same pid
     finally:
-        process.terminate()
+        # SIGINT, not SIGTERM: uvicorn re-raises the signal after shutting down, and only
+        # SIGINT's KeyboardInterrupt lets atexit (the tracing flush) run.
+        process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -303,7 +306,7 @@ def main() -> None:
                     run = _wrk(
                         base + args.path, seconds=args.duration, connections=args.connections
                     )
-                    run.cpu_us = (_cpu_seconds(pid) - cpu) / run.requests * 1e6
+                    run.cpu_us = (_cpu_seconds(pid) - cpu) / max(run.requests, 1) * 1e6
                 time.sleep(0.5)  # let the last batch of spans arrive
                 spans[variant.name] = received.spans - before
                 print(
@@ -326,7 +329,7 @@ def main() -> None:
     table = "\n".join(
         [
             "| variant | layers | req/s (best) | ratio | server CPU µs/req (best) | CPU ratio "
-            "| p50 | p99 | spans exported (last run) |",
+            "| p50 | p99 | spans exported (last run, warmup included) |",
             "|---|---|---|---|---|---|---|---|---|",
             *rows,
         ]

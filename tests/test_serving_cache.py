@@ -318,3 +318,26 @@ async def test_hooks_report_events_and_build_durations() -> None:
 def test_bounds_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="max_entries=-1"):
         PayloadCache(max_entries=-1)
+
+
+def test_a_payload_pinned_under_aliases_is_counted_once() -> None:
+    from datetime import UTC, datetime
+
+    from leaderboard_api.serving.cache import PayloadCache
+    from leaderboard_api.serving.payload import Payload
+
+    cache = PayloadCache()
+    payload = Payload.build(
+        b"x" * 4096,
+        media_type="application/json",
+        last_modified=datetime(2024, 1, 1, tzinfo=UTC),
+        cache_control="public",
+    )
+    for key in ("route", "/alias", "/other-alias"):
+        cache.put(key, payload, pin=True)
+    assert cache.stats.pinned_entries == 3
+    assert cache.stats.pinned_bytes == payload.nbytes
+    cache.retain(lambda key: key == "/alias")
+    assert cache.stats.pinned_bytes == payload.nbytes
+    cache.clear()
+    assert cache.stats.pinned_bytes == 0

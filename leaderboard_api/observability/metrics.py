@@ -410,23 +410,22 @@ class MetricsMiddleware:
         size = 0
         start_message: Message | None = None
 
-        async def counting_send(message: Message) -> None:
+        # A plain function returning the server's awaitable: no coroutine of its own.
+        def counting_send(message: Message) -> Awaitable[None]:
             nonlocal end, status, size, start_message
             kind = message["type"]
             if kind == "http.response.body":
                 size += len(message.get("body", b""))
-                await send(message)
                 if not message.get("more_body", False):
                     end = perf_counter()
-                return
-            if kind == "http.response.start":
+            elif kind == "http.response.start":
                 status = message["status"]
                 start_message = message
-            elif kind == "http.response.pathsend" and start_message is not None:
-                size += _content_length(start_message)
-            await send(message)
-            if kind == "http.response.pathsend":
+            elif kind == "http.response.pathsend":
+                if start_message is not None:
+                    size += _content_length(start_message)
                 end = perf_counter()
+            return send(message)
 
         metrics.in_flight += 1
         try:

@@ -105,6 +105,8 @@ class PayloadCache:
         self._on_build = on_build
         self._pinned: dict[Hashable, Payload] = {}
         self._pinned_bytes = 0
+        #: id(payload) -> how many pinned keys hold it (bytes are counted once).
+        self._pinned_refs: dict[int, int] = {}
         self._lru: OrderedDict[Hashable, Payload] = OrderedDict()
         self._lru_bytes = 0
         self._inflight: dict[Hashable, asyncio.Task[Payload]] = {}
@@ -201,11 +203,15 @@ class PayloadCache:
         """Store ``payload`` under ``key`` (replacing any entry), evicting LRU entries as needed."""
         if pin:
             self._discard_lru(key)
-            previous = self._pinned.get(key)
-            if previous is not None:
-                self._pinned_bytes -= previous.nbytes
+            if key in self._pinned:
+                self._unpin(key)
             self._pinned[key] = payload
-            self._pinned_bytes += payload.nbytes
+            # One payload pinned under several keys (a route and its raw-path aliases)
+            # occupies memory once, so it is counted once.
+            refs = self._pinned_refs.get(id(payload), 0)
+            self._pinned_refs[id(payload)] = refs + 1
+            if refs == 0:
+                self._pinned_bytes += payload.nbytes
             return
         if key in self._pinned:
             return  # already held for good; a second copy would only cost memory
@@ -235,7 +241,7 @@ class PayloadCache:
         """
         dropped = 0
         for key in [key for key in self._pinned if not keep(key)]:
-            self._pinned_bytes -= self._pinned.pop(key).nbytes
+            self._unpin(key)
             dropped += 1
         for key in [key for key in self._lru if not keep(key)]:
             self._discard_lru(key)
@@ -243,6 +249,14 @@ class PayloadCache:
         self._generation += 1
         self._keep = keep
         return dropped
+
+    def _unpin(self, key: Hashable) -> None:
+        payload = self._pinned.pop(key)
+        refs = self._pinned_refs.pop(id(payload)) - 1
+        if refs:
+            self._pinned_refs[id(payload)] = refs
+        else:
+            self._pinned_bytes -= payload.nbytes
 
     def pinned_keys(self) -> list[Hashable]:
         """Keys of the pinned layer, in insertion order (for export and tests)."""
