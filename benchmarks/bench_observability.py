@@ -214,7 +214,9 @@ def _server(variant: Variant, *, app: str, path: str, otlp: str) -> Iterator[tup
     port = _free_port()
     env = {**os.environ, "BENCH_INNER": app, "BENCH_LAYERS": variant.layers, "BENCH_PATH": path}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(HERE), env.get("PYTHONPATH")]))
-    if "tracing" in variant.layers:
+    # The bench's own tracing layer, or an app (like the real service) that traces itself
+    # whenever a sampler is configured: either way spans go to this process's receiver.
+    if "tracing" in variant.layers or "OTEL_TRACES_SAMPLER" in variant.env:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
     env.update(variant.env)
     command = [

@@ -5,20 +5,37 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = (
-    "benchmarks.bench_load",
-    "benchmarks.bench_scoring",
-    "benchmarks.bench_api",
-    "benchmarks.bench_observability",
-    "benchmarks.bench_page",
+BENCHMARKS: tuple[tuple[str, ...], ...] = (
+    ("benchmarks.bench_load",),
+    ("benchmarks.bench_scoring",),
+    ("benchmarks.bench_api",),
+    ("benchmarks.bench_observability",),
+    # The same comparison on the real service (sample data): metrics on vs off, tracing.
+    (
+        "benchmarks.bench_observability",
+        "--app",
+        "leaderboard_api.app:create_app",
+        "--path",
+        "/v1/benchmarks/TEB(eng,%20v1)/scores",
+        "--variant",
+        "metrics-off::LEADERBOARD_METRICS=false",
+        "--variant",
+        "metrics-on::LEADERBOARD_METRICS=true",
+        "--variant",
+        "trace1::OTEL_TRACES_SAMPLER=parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG=0.01",
+        "--variant",
+        "trace100::OTEL_TRACES_SAMPLER=parentbased_always_on",
+    ),
+    ("benchmarks.bench_page",),
 )
 
 
 def main() -> int:
     failed = []
-    for module in BENCHMARKS:
-        print(f"== {module}", flush=True)
-        if subprocess.run([sys.executable, "-m", module], check=False).returncode != 0:
+    for module, *args in BENCHMARKS:
+        print(f"== {module} {' '.join(args)}", flush=True)
+        done = subprocess.run([sys.executable, "-m", module, *args], check=False)
+        if done.returncode != 0:
             failed.append(module)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
