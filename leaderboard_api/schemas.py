@@ -37,21 +37,9 @@ class ModelBriefOut(Schema):
     memory_usage_mb: float | None = None
 
 
-class ModelOut(Schema):
-    name: str
-    revision: str | None = None
-    url: str | None = None
-    total_params_b: float | None = None
-    active_params_b: float | None = None
-    embedding_dim: int | None = None
-    max_tokens: float | None = None
-    release_date: str | None = None
-    model_type: list[str] | str | None = None
-    open_weights: bool | None = None
-    license: str | None = None
-    modalities: list[str] = []
-    languages: list[str] = []
-    memory_usage_mb: float | None = None
+class ModelOut(ModelBriefOut):
+    """A model with everything the catalog says about it (extras pass through)."""
+
     training_datasets: list[str] | None = None
     num_benchmarks: int | None = None
 

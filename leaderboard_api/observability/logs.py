@@ -19,14 +19,15 @@ import logging
 import random
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import IO, Any, Final, Literal, NamedTuple
+from typing import IO, Final, Literal, NamedTuple
 
 import orjson
 from opentelemetry import trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "AccessLogMiddleware",
@@ -37,11 +38,6 @@ __all__ = [
     "setup_logging",
 ]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ACCESS_LOGGER: Final = "leaderboard_api.access"
 _REQUEST_ID_HEADER: Final = b"x-request-id"

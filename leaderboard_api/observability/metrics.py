@@ -32,7 +32,7 @@ import os
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from time import perf_counter
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -53,6 +53,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.utils import floatToGoString
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leaderboard_api.observability.routes import RouteTemplates
 
@@ -66,11 +67,6 @@ __all__ = [
     "render_metrics",
 ]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Request duration buckets (seconds): fast-path answers take well under a millisecond.
 DURATION_BUCKETS: Final = (

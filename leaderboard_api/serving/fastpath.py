@@ -22,21 +22,17 @@ see every request (metrics, tracing, access logs) goes outside :class:`FastPath`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Final
 
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leaderboard_api.serving.conditional import EncodingNegotiator, not_modified_variant
 from leaderboard_api.serving.payload import Payload
 
 __all__ = ["ASGIApp", "FastPath", "Lookup", "OriginHeaders", "PayloadResponse", "send_payload"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RawHeaders = Sequence[tuple[bytes, bytes]]
 #: ``lookup(path, query_string) -> Payload | None``.
 Lookup = Callable[[str, bytes], Payload | None]
