@@ -5,16 +5,12 @@ from __future__ import annotations
 import asyncio
 import random
 import string
-import threading
-import time
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,6 +28,7 @@ from leaderboard_api.observability.metrics import (
 from leaderboard_api.observability.routes import UNMATCHED, RouteTemplates
 from leaderboard_api.serving.cache import PayloadCache
 from leaderboard_api.serving.payload import Payload
+from tests.api_support import serve_in_thread as _serve
 
 Scope = MutableMapping[str, Any]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -162,27 +159,6 @@ def _make_app(metrics: Metrics, *, exclude: tuple[str, ...] = ()) -> MetricsMidd
     return MetricsMiddleware(
         fast_path, metrics=metrics, templates=RouteTemplates(TEMPLATES), exclude=exclude
     )
-
-
-@contextmanager
-def _serve(app: Any) -> Iterator[str]:
-    """Run ``app`` on a real uvicorn server on 127.0.0.1 (free port) in a thread."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="critical")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            msg = "uvicorn did not start"
-            raise RuntimeError(msg)
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _samples(text: str) -> Samples:

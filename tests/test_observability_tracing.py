@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import threading
-import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -30,6 +28,7 @@ from leaderboard_api.observability.tracing import (
     span,
     tracing_exporters,
 )
+from tests.api_support import serve_in_thread as _serve
 
 Scope = MutableMapping[str, Any]
 TEMPLATES = ["/v1/benchmarks/{name}/scores", "/v1/fast", "/boom", "/health", "/ready", "/metrics"]
@@ -103,27 +102,6 @@ def _otlp_receiver() -> Iterator[tuple[str, Received]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-@contextmanager
-def _serve(app: Any) -> Iterator[str]:
-    """Run ``app`` on a real uvicorn server on 127.0.0.1 (free port) in a thread."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="critical")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            msg = "uvicorn did not start"
-            raise RuntimeError(msg)
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(autouse=True)
