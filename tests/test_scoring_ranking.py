@@ -257,8 +257,31 @@ def test_summary_with_ratings(snap: Snapshot) -> None:
     assert rated.ratings is not None
     assert rated.frame.select("rank", "model").equals(summary.frame.select("rank", "model"))
     rows = rated.to_rows()
-    assert all(isinstance(r["rating"], float) for r in rows)
-    assert all(r["rank_low"] <= r["rank_high"] for r in rows)
+    complete = [r for r in rows if r["complete"]]
+    assert complete
+    assert all(isinstance(r["rating"], float) for r in complete)
+    assert all(r["rank_low"] <= r["rank_high"] for r in complete)
+    # Partial models are ranked after complete ones here, so they are not rated: the
+    # intervals speak of the positions among complete models that the table shows.
+    assert all(r["rating"] is None for r in rows if not r["complete"])
+
+
+def test_rank_intervals_bracket_the_shown_rank_of_a_clear_leader(
+    make_snapshot: MakeSnapshot,
+) -> None:
+    rows = [
+        cell(model, f"t{t}", score)
+        for t in range(6)
+        for model, score in (("best", 0.9), ("mid", 0.5 + t * 0.01), ("low", 0.1))
+    ]
+    rows.append(cell("partial", "t0", 0.99))
+    snap = make_snapshot(rows, benchmarks=[bench("b", [f"t{t}" for t in range(6)])])
+    summary = benchmark_summary(snap, "b")
+    rated = summary.with_ratings(summary_ratings(summary, samples=30, seed=3))
+    by_model = {r["model"]["name"]: r for r in rated.to_rows()}
+    assert by_model["best"]["rank"] == by_model["best"]["rank_low"] == 1
+    assert by_model["low"]["rank_high"] == 3
+    assert by_model["partial"]["rank_low"] is None
 
 
 @settings(max_examples=25, deadline=None)

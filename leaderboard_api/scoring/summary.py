@@ -279,8 +279,17 @@ def benchmark_summary(
 
 
 def summary_ratings(summary: BenchmarkSummary, *, samples: int = 200, seed: int = 0) -> Ratings:
-    """Bradley–Terry ratings of a summary's models (slow: build it off the request path)."""
-    return bradley_terry(summary.task_scores, summary.higher_is_better, samples=samples, seed=seed)
+    """Bradley–Terry ratings of a summary's models (slow: build it off the request path).
+
+    When partial models are ranked after complete ones, only complete models are rated:
+    their rank intervals then speak of the same positions the table shows (partial models
+    get none).  When everyone is ranked together, everyone is rated.
+    """
+    scores = summary.task_scores
+    if summary.rank_partial_last:
+        complete = summary.frame.filter(pl.col("complete")).get_column("model")
+        scores = scores.filter(pl.col("model").is_in(complete.implode()))
+    return bradley_terry(scores, summary.higher_is_better, samples=samples, seed=seed)
 
 
 def _group_mean(values: pl.Expr, count: pl.Expr, needed: pl.Expr) -> pl.Expr:
