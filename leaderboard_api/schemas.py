@@ -128,6 +128,11 @@ class ScoreRowOut(Schema):
     rating: float | None = None
     rating_low: float | None = None
     rating_high: float | None = None
+    #: Borda points and mean per-task rank (whichever method ranks, both are shown).
+    points: float | None = None
+    mean_rank: float | None = None
+    #: Scores before normalization, on benchmarks that normalize (else null).
+    raw_scores_by_task: dict[str, float | None] | None = None
 
 
 class ScoresOut(Schema):

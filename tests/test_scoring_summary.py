@@ -273,8 +273,9 @@ def test_flat_rows_for_the_api_row_schema(snap: Snapshot) -> None:
     assert (summary.num_models, summary.num_ranked) == (3, 3)
     rows = summary.rows()
     assert [r["model"] for r in rows] == ["alpha", "beta", "gamma"]
-    assert "points" not in rows[0]
-    assert rows[0]["scores_by_task"] == summary.to_rows()[0]["scores_by_task"]
+    assert isinstance(rows[0]["model"], str)
+    for key in ("scores_by_task", "points", "mean_rank", "raw_scores_by_task"):
+        assert rows[0][key] == summary.to_rows()[0][key]
     # Unknown training data: an empty list here, None in the MTEB-shaped rows.
     assert rows[2]["trained_on_tasks"] == []
     assert rows[2]["zero_shot_pct"] is None

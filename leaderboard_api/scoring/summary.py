@@ -148,16 +148,16 @@ class BenchmarkSummary:
                 "complete": row["complete"],
                 "tasks_covered": row["tasks_covered"],
                 **{c: no_nan(row.get(c)) for c in _RATING_COLUMNS},
-            }
-            if nested:
-                item["model"] = _clean({"name": name, **{k: row[k] for k in _MODEL_KEYS}})
-                item["points"] = no_nan(row["points"])
-                item["mean_rank"] = no_nan(row["mean_rank"])
-                item["raw_scores_by_task"] = (
+                "points": no_nan(row["points"]),
+                "mean_rank": no_nan(row["mean_rank"]),
+                "raw_scores_by_task": (
                     None
                     if raw_by_task is None
                     else {t: no_nan(raw_by_task.get(name, {}).get(t)) for t in self.tasks}
-                )
+                ),
+            }
+            if nested:
+                item["model"] = _clean({"name": name, **{k: row[k] for k in _MODEL_KEYS}})
             elif item["trained_on_tasks"] is None:
                 item["trained_on_tasks"] = []
             out.append(item)
