@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -79,10 +78,8 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        when = datetime.now(UTC)
-        state.static.update(infra.builtin_payloads(when=datetime(2024, 1, 1, tzinfo=UTC)))
+        state.static.update(infra.builtin_payloads())
         state.static.update(infra.static_payloads(infra.static_dir()))
-        log.debug("static payloads prepared at %s", when.isoformat())
         state.spawn(startup(state))
         every = settings.effective_watch_seconds()
         if every:
@@ -135,7 +132,8 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
             snapshot_id=lambda: state.loaded.snapshot.id if state.loaded else None,
             exclude=("/health", "/ready", "/metrics"),
         )
-    static_paths = [*infra.static_payloads(infra.static_dir()), "/robots.txt", "/favicon.ico"]
+    static_paths = [path for path, _ in infra.static_files(infra.static_dir())]
+    static_paths += infra.BUILTIN_PATHS
     templates = RouteTemplates([*ROOT_TEMPLATES, *v1.TEMPLATES, *static_paths])
     if state.tracing is not None:
         outer = TracingMiddleware(outer, handle=state.tracing, templates=templates)

@@ -120,9 +120,13 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from leaderboard_api.export import export_site
+    from leaderboard_api.export import ExportError, export_site
 
-    written = asyncio.run(export_site(_settings(args), out=Path(args.out)))
+    try:
+        written = asyncio.run(export_site(_settings(args), out=Path(args.out)))
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"exported {written} routes to {args.out}")
     return 0
 
@@ -187,13 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:
-        from leaderboard_api.export import ExportError
-
-        if isinstance(exc, ExportError):
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        raise
     except KeyboardInterrupt:
         return 130
     return code

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from leaderboard_api.dataset.contract import DatasetError
 from leaderboard_api.dataset.loader import load_snapshot
 from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.dataset.sources import ResolvedSource, resolve
+from leaderboard_api.scoring.errors import ScoringError
 from leaderboard_api.serving.cache import PayloadCache
 from leaderboard_api.serving.payload import Payload
 from leaderboard_api.settings import Settings
@@ -42,7 +42,6 @@ class AppState:
     cache: PayloadCache
     loaded: Loaded | None = None
     ready: bool = False
-    started_at: float = field(default_factory=time.monotonic)
     load_seconds: float | None = None
     warmup_seconds: float | None = None
     warmed: int = 0
@@ -136,8 +135,13 @@ async def warm(
         async with semaphore:
             try:
                 payload = await state.cache.get_or_build(key, build, pin=True)
-            except (LookupError, ValueError, DatasetError) as exc:
+            except (ScoringError, DatasetError) as exc:
                 log.warning("warmup skipped %s: %s", key, exc)
+                return
+            except Exception:
+                # A bug in one route must not keep the rest from warming, but it must be
+                # loud: the traceback is logged and the route is built again on request.
+                log.exception("warmup failed for %s", key)
                 return
             for alias in aliases:
                 state.cache.put(alias, payload, pin=True)
@@ -145,7 +149,3 @@ async def warm(
 
     await asyncio.gather(*(one(k, b, a) for k, b, a in items))
     return count
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -12,17 +12,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from leaderboard_api.lifecycle import NotReady
-from leaderboard_api.scoring.errors import ScoringError
+from leaderboard_api.scoring.errors import BadParameter, ScoringError
 
 PROBLEM_TYPE = "application/problem+json"
-
-
-class BadParameter(ValueError):
-    """A query parameter the route cannot accept (422)."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        self.parameter = parameter
-        super().__init__(f"parameter {parameter!r}: {message}")
 
 
 def problem(
@@ -84,18 +76,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = f"parameter {first['parameter']!r}: {first['message']}"
         return problem(422, detail=detail, instance=request.url.path, extra={"errors": errors})
 
-    async def bad_parameter(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, BadParameter)
-        return problem(
-            422,
-            detail=str(exc),
-            instance=request.url.path,
-            extra={"errors": [{"parameter": exc.parameter, "in": "query", "message": str(exc)}]},
-        )
-
     async def scoring_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ScoringError)
-        return problem(_status_for(exc), detail=str(exc), instance=request.url.path)
+        extra = None
+        if isinstance(exc, BadParameter):
+            extra = {"errors": [{"parameter": exc.name, "in": "query", "message": str(exc)}]}
+        return problem(_status_for(exc), detail=str(exc), instance=request.url.path, extra=extra)
 
     async def not_ready(request: Request, exc: Exception) -> Response:
         return problem(
@@ -107,6 +93,5 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(BadParameter, bad_parameter)
     app.add_exception_handler(ScoringError, scoring_error)
     app.add_exception_handler(NotReady, not_ready)

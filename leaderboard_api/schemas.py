@@ -217,16 +217,6 @@ class ModelScoresOut(Schema):
     rows: list[ModelScoreRowOut]
 
 
-class ProblemOut(Schema):
-    """RFC 9457 problem details (served as application/problem+json)."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-
-
 class ReadyOut(Schema):
     status: str
     snapshot: str | None = None
@@ -241,6 +231,3 @@ class ReadyOut(Schema):
     warmup_seconds: float | None = None
     last_error: str | None = None
     warnings: list[str] = []
-
-
-JsonDict = dict[str, Any]

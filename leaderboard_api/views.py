@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import polars as pl
 from pydantic.alias_generators import to_camel
 
 from leaderboard_api import schemas
@@ -19,13 +18,6 @@ from leaderboard_api.scoring.errors import UnknownBenchmark, UnknownModel, Unkno
 from leaderboard_api.scoring.summary import summary_ratings
 
 T = TypeVar("T")
-DEFAULT_BUCKETS: tuple[tuple[float, float | None], ...] = (
-    (0.0, 100.0),
-    (100.0, 500.0),
-    (500.0, 1000.0),
-    (1000.0, 5000.0),
-    (5000.0, None),
-)
 
 
 def _extras(entry: Any, *, skip: Iterable[str] = ()) -> dict[str, Any]:
@@ -37,30 +29,34 @@ def _lang_code(code: str) -> str:
     return code.split("-", 1)[0]
 
 
-def model_out(model: ModelInfo, *, num_benchmarks: int | None = None) -> schemas.ModelOut:
+def _model_fields(model: ModelInfo) -> dict[str, Any]:
+    """The fields every model object shares (``ModelBriefOut``'s), from the catalog entry."""
+
     def billions(value: float | None) -> float | None:
         return None if value is None else value / 1e9
 
-    release = model.release_date
+    active = model.n_active_parameters
+    return {
+        "name": model.name,
+        "revision": model.revision,
+        "url": model.reference,
+        "total_params_b": billions(model.n_parameters),
+        "active_params_b": billions(active if active is not None else model.n_parameters),
+        "embedding_dim": model.embed_dim,
+        "max_tokens": model.max_tokens,
+        "release_date": None if model.release_date is None else str(model.release_date),
+        "model_type": model.model_type,
+        "open_weights": model.open_weights,
+        "license": model.license,
+        "modalities": model.modalities,
+        "languages": model.languages,
+        "memory_usage_mb": model.memory_usage_mb,
+    }
+
+
+def model_out(model: ModelInfo, *, num_benchmarks: int | None = None) -> schemas.ModelOut:
     return schemas.ModelOut(
-        name=model.name,
-        revision=model.revision,
-        url=model.reference,
-        total_params_b=billions(model.n_parameters),
-        active_params_b=billions(
-            model.n_active_parameters
-            if model.n_active_parameters is not None
-            else model.n_parameters
-        ),
-        embedding_dim=model.embed_dim,
-        max_tokens=model.max_tokens,
-        release_date=None if release is None else str(release),
-        model_type=model.model_type,
-        open_weights=model.open_weights,
-        license=model.license,
-        modalities=model.modalities,
-        languages=model.languages,
-        memory_usage_mb=model.memory_usage_mb,
+        **_model_fields(model),
         training_datasets=model.training_datasets,
         num_benchmarks=num_benchmarks,
         **_extras(model),
@@ -80,13 +76,7 @@ class Views:
         self._key_locks: dict[Any, threading.Lock] = {}
         self._briefs: dict[str, schemas.ModelBriefOut] = {}
         self.index = sv.build_index(snapshot)
-        counts = (
-            snapshot.results.filter(pl.col("score").is_not_null())
-            .group_by("task_name")
-            .agg(pl.col("model_name").n_unique().alias("n"))
-            .with_columns(pl.col("task_name").cast(pl.String))
-        )
-        self._task_models: dict[str, int] = dict(counts.iter_rows())
+        self._task_models = sv.task_model_counts(snapshot)
         self._task_benchmarks: dict[str, list[str]] = {}
         for bench in snapshot.benchmarks.values():
             for item in bench.tasks:
@@ -143,20 +133,29 @@ class Views:
     # --- benchmarks -------------------------------------------------------------------
 
     def summary(self, name: str, languages: tuple[str, ...] = ()) -> sv.Summary:
-        """The benchmark's summary; the unfiltered one carries Bradley–Terry intervals when
-        the benchmark asks for them (built at warmup, never on a request's critical path
-        after that; language-filtered summaries skip them to stay fast)."""
+        """The benchmark's summary.
+
+        The unfiltered one is memoized (every benchmark, model and leaders page reads it)
+        and carries Bradley–Terry intervals when the benchmark asks for them, built at
+        warmup.  Language-filtered ones are built fresh and not kept: their bytes live in
+        the bounded LRU, and keeping every filter's frames here would defeat that bound.
+        """
         bench = self.require_benchmark(name)
+        if languages:
+            return sv.benchmark_summary(self.snapshot, name, languages=languages, index=self.index)
 
         def build() -> sv.Summary:
-            summary = sv.benchmark_summary(
-                self.snapshot, name, languages=languages, index=self.index
-            )
-            if bench.scoring.bradley_terry and not languages and summary.num_models > 1:
+            summary = sv.benchmark_summary(self.snapshot, name, index=self.index)
+            if bench.scoring.bradley_terry and summary.num_models > 1:
                 summary = summary.with_ratings(summary_ratings(summary))
             return summary
 
-        return self._once(("summary", name, languages), build)
+        return self._once(("summary", name), build)
+
+    def memo_size(self) -> int:
+        """How many results are memoized (bounded by the snapshot, not by requests)."""
+        with self._lock:
+            return len(self._memo)
 
     def _benchmark_out(self, bench: BenchmarkInfo, cls: type[Any] = schemas.BenchmarkOut) -> Any:
         tasks = [self.snapshot.tasks.get(t.task) or TaskInfo(name=t.task) for t in bench.tasks]
@@ -271,11 +270,7 @@ class Views:
         found = self._briefs.get(name)
         if found is None:
             model = self.snapshot.models.get(name) or ModelInfo(name=name)
-            full = model_out(model)
-            brief = schemas.ModelBriefOut(
-                **{f: getattr(full, f) for f in schemas.ModelBriefOut.model_fields}
-            )
-            found = self._briefs.setdefault(name, brief)
+            found = self._briefs.setdefault(name, schemas.ModelBriefOut(**_model_fields(model)))
         return found
 
     def _row_out(self, row: dict[str, Any]) -> schemas.ScoreRowOut:
@@ -339,7 +334,7 @@ class Views:
         self, name: str, *, buckets: tuple[tuple[float, float | None], ...] | None
     ) -> schemas.LeadersOut:
         summary = self.summary(name)
-        chosen = buckets if buckets is not None else DEFAULT_BUCKETS
+        chosen = buckets if buckets is not None else sv.DEFAULT_SIZE_BUCKETS
         out = []
         for low, high, leader in sv.leaders(summary, chosen):
             lead = None

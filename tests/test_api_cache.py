@@ -42,6 +42,18 @@ async def test_parameterized_routes_stay_bounded() -> None:
         for spec in buckets:
             response = await client.get(f"/v1/benchmarks/{ENG}/leaders", params={"buckets": spec})
             assert response.status_code == 200
+        # Language filters: every combination builds once, yet nothing per filter stays in
+        # the per-snapshot memo (only the bounded LRU holds their bytes).
+        views = app.state.lb.loaded.views
+        memo = views.memo_size()
+        codes = ["eng", "fra", "deu", "spa"]
+        for size in range(1, len(codes) + 1):
+            for combo in itertools.combinations(codes, size):
+                response = await client.get(
+                    "/v1/benchmarks/TEB(multi, v1)/scores", params={"languages": ",".join(combo)}
+                )
+                assert response.status_code == 200, response.text
+        assert views.memo_size() == memo
         stats = cache.stats
         assert stats.lru_entries <= 64
         assert stats.lru_bytes <= 2_000_000

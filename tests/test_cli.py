@@ -90,5 +90,13 @@ def test_import_then_validate_and_serve_lower_is_better_first(tmp_path: Path) ->
     got = cli("get", "--data", str(out), "/v1/benchmarks")
     benchmark = json.loads(got.stdout)[0]["name"]
     table = json.loads(cli("get", "--data", str(out), f"/v1/benchmarks/{benchmark}/scores").stdout)
-    ttft = [t for t in table["tasksMeta"] if not t["higherIsBetter"]]
-    assert ttft, "latency tasks are lower-is-better"
+    lower = [t["name"] for t in table["tasksMeta"] if not t["higherIsBetter"]]
+    higher = [t["name"] for t in table["tasksMeta"] if t["higherIsBetter"]]
+    assert lower, "latency tasks are lower-is-better"
+    assert higher, "throughput is higher-is-better"
+    for task, ascending in ((lower[0], True), (higher[0], False)):
+        page = json.loads(cli("get", "--data", str(out), f"/v1/tasks/{task}/scores").stdout)
+        ranked = [r["score"] for r in page["rows"] if r["rank"] is not None]
+        assert len(ranked) > 2
+        assert ranked == sorted(ranked, reverse=not ascending), task
+        assert page["rows"][0]["rank"] == 1

@@ -328,6 +328,20 @@ def pick_victim(data: Path) -> str:
     return str(pl.read_parquet(largest)["model_name"].unique().sort()[-1])
 
 
+def victim_and_table(cluster: Cluster) -> tuple[str, str]:
+    """A model to drop, and a leaderboard table that lists it (so it must change)."""
+    victim = pick_victim(cluster.data)
+    base = cluster.replicas[0].base
+    table = next(
+        url
+        for url in cluster.urls
+        if url.startswith("/v1/benchmarks/")
+        and url.endswith("/scores")
+        and victim in httpx.get(base + url, timeout=10).text
+    )
+    return victim, table
+
+
 def drop_model(data: Path, victim: str) -> None:
     """Rewrite the results files without ``victim``'s rows."""
     for file in sorted((data / "results").glob("*.parquet")):
@@ -340,15 +354,7 @@ def drop_model(data: Path, victim: str) -> None:
 
 def test_rolling_restart_on_new_data_serves_new_bytes_without_errors(cluster: Cluster) -> None:
     a, b = cluster.replicas
-    victim = pick_victim(cluster.data)
-    # A leaderboard table that lists the victim, and so must change.
-    table = next(
-        url
-        for url in cluster.urls
-        if url.startswith("/v1/benchmarks/")
-        and url.endswith("/scores")
-        and victim in httpx.get(a.base + url, timeout=10).text
-    )
+    victim, table = victim_and_table(cluster)
     old = httpx.get(a.base + table, timeout=10)
     watched = [table, "/v1/models", "/v1/benchmarks", "/ready"]
     drop_model(cluster.data, victim)
@@ -415,14 +421,7 @@ def test_rolling_restart_on_new_data_serves_new_bytes_without_errors(cluster: Cl
 def test_live_reload_on_both_replicas_serves_new_bytes_without_errors(cluster: Cluster) -> None:
     """Both replicas reload in place; nginx serves the new bytes after max-age, no errors."""
     a, b = cluster.replicas
-    victim = pick_victim(cluster.data)
-    table = next(
-        url
-        for url in cluster.urls
-        if url.startswith("/v1/benchmarks/")
-        and url.endswith("/scores")
-        and victim in httpx.get(a.base + url, timeout=10).text
-    )
+    victim, table = victim_and_table(cluster)
     old = httpx.get(a.base + table, timeout=10)
     drop_model(cluster.data, victim)
     statuses: Counter[int] = Counter()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from leaderboard_api.settings import Settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -19,9 +21,6 @@ def test_every_setting_is_in_the_readme_table() -> None:
     assert not stale, f"README documents settings that do not exist: {sorted(stale)}"
 
 
-def test_comma_separated_env_lists(monkeypatch: object) -> None:
-    import pytest
-
-    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+def test_comma_separated_env_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADERBOARD_CORS_ORIGINS", "https://a.example, https://b.example")
     assert Settings().cors_origins == ["https://a.example", "https://b.example"]

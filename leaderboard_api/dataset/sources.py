@@ -185,15 +185,3 @@ def resolve(spec: str | None, *, hf_cache_dir: Path | None = None) -> ResolvedSo
     if spec.startswith("hf://"):
         return resolve_hub(spec, cache_dir=hf_cache_dir)
     return resolve_directory(Path(spec).expanduser().resolve(), spec=spec)
-
-
-def hub_head_sha(spec: str) -> str:
-    """The current commit SHA of a hub dataset revision, asked of the hub (for watching)."""
-    from huggingface_hub import HfApi
-
-    repo, revision = parse_hub_spec(spec)
-    info = HfApi(token=os.environ.get("HF_TOKEN") or None).dataset_info(repo, revision=revision)
-    if info.sha is None:
-        msg = f"{spec}: the hub returned no commit sha"
-        raise DatasetError(msg)
-    return str(info.sha)

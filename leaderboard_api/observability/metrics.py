@@ -55,7 +55,7 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leaderboard_api.observability.routes import RouteTemplates
+from leaderboard_api.observability.routes import RouteTemplates, app_path
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -392,10 +392,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
+        path = app_path(scope)
         if path in self._exclude:
             await self._app(scope, receive, send)
             return

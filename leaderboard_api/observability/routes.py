@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from typing import Final
+from collections.abc import Iterable, Iterator, MutableMapping
+from typing import Any, Final
 
 from starlette.routing import BaseRoute, Mount
 
-__all__ = ["UNMATCHED", "RouteTemplates"]
+__all__ = ["UNMATCHED", "RouteTemplates", "app_path"]
 
 UNMATCHED: Final = "<unmatched>"
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}")
@@ -19,6 +19,15 @@ _CONVERTORS: Final = {
     "float": r"[0-9]+(?:\.[0-9]+)?",
     "uuid": "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
 }
+
+
+def app_path(scope: MutableMapping[str, Any]) -> str:
+    """The request path as the app routes it: ``scope["path"]`` without ``root_path``."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :]
+    return path
 
 
 class RouteTemplates:

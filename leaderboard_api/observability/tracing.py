@@ -40,7 +40,7 @@ from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leaderboard_api import __version__
-from leaderboard_api.observability.routes import UNMATCHED, RouteTemplates
+from leaderboard_api.observability.routes import UNMATCHED, RouteTemplates, app_path
 
 __all__ = [
     "DEFAULT_EXCLUDED_PATHS",
@@ -208,10 +208,7 @@ class TracingMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
+        path = app_path(scope)
         if path in self._exclude:
             await self._app(scope, receive, send)
             return

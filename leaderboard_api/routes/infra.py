@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -88,48 +89,63 @@ def static_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "static"
 
 
-def static_payloads(root: Path, *, last_modified_fallback: object = None) -> dict[str, Payload]:
-    """Every file under ``root`` as a Payload keyed by URL path; ``/`` is ``index.html``."""
-    from datetime import UTC, datetime
-
-    out: dict[str, Payload] = {}
+def static_files(root: Path) -> list[tuple[str, Path]]:
+    """``(url path, file)`` for every file under ``root``; ``index.html`` also serves ``/``."""
     if not root.is_dir():
-        return out
+        return []
+    out: list[tuple[str, Path]] = []
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = file.relative_to(root).as_posix()
-        media, _ = mimetypes.guess_type(file.name)
-        media = media or "application/octet-stream"
-        if media.startswith("text/") or media in ("application/javascript", "image/svg+xml"):
-            media += "; charset=utf-8"
-        if file.suffix == ".js":
-            media = "text/javascript; charset=utf-8"
-        payload = Payload.build(
-            file.read_bytes(),
-            media_type=media,
-            last_modified=datetime.fromtimestamp(int(file.stat().st_mtime), tz=UTC),
-            cache_control=STATIC_CACHE_CONTROL,
-        )
-        out["/" + rel] = payload
+        out.append(("/" + rel, file))
         if rel == "index.html":
-            out["/"] = payload
+            out.append(("/", file))
     return out
 
 
-def builtin_payloads(*, when: object) -> dict[str, Payload]:
-    from datetime import UTC, datetime
+def _media_type(file: Path) -> str:
+    if file.suffix == ".js":
+        return "text/javascript; charset=utf-8"
+    media, _ = mimetypes.guess_type(file.name)
+    media = media or "application/octet-stream"
+    if media.startswith("text/") or media == "image/svg+xml":
+        media += "; charset=utf-8"
+    return media
 
-    moment = when if isinstance(when, datetime) else datetime(2024, 1, 1, tzinfo=UTC)
+
+def static_payloads(root: Path) -> dict[str, Payload]:
+    """Every file under ``root`` as a Payload keyed by URL path (see ``static_files``)."""
+    built: dict[Path, Payload] = {}
+    out: dict[str, Payload] = {}
+    for path, file in static_files(root):
+        if file not in built:
+            built[file] = Payload.build(
+                file.read_bytes(),
+                media_type=_media_type(file),
+                last_modified=datetime.fromtimestamp(int(file.stat().st_mtime), tz=UTC),
+                cache_control=STATIC_CACHE_CONTROL,
+            )
+        out[path] = built[file]
+    return out
+
+
+#: Fixed, so the built-in files' validators are the same on every replica and restart.
+BUILTIN_MODIFIED = datetime(2024, 1, 1, tzinfo=UTC)
+BUILTIN_PATHS = ("/robots.txt", "/favicon.ico")
+
+
+def builtin_payloads() -> dict[str, Payload]:
+    """robots.txt and favicon.ico."""
     return {
         "/robots.txt": Payload.build(
             ROBOTS,
             media_type="text/plain; charset=utf-8",
-            last_modified=moment,
+            last_modified=BUILTIN_MODIFIED,
             cache_control="public, max-age=86400",
         ),
         "/favicon.ico": Payload.build(
             FAVICON,
             media_type="image/png",
-            last_modified=moment,
+            last_modified=BUILTIN_MODIFIED,
             cache_control="public, max-age=86400",
         ),
     }

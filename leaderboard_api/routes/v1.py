@@ -12,8 +12,9 @@ from pydantic_core import to_json
 from starlette.responses import Response
 
 from leaderboard_api import schemas
-from leaderboard_api.lifecycle import AppState
-from leaderboard_api.problems import BadParameter
+from leaderboard_api.lifecycle import AppState, Loaded, NotReady
+from leaderboard_api.scoring.errors import BadParameter
+from leaderboard_api.scoring.views import check_buckets
 from leaderboard_api.serving.fastpath import PayloadResponse
 from leaderboard_api.serving.payload import Payload
 from leaderboard_api.views import Views
@@ -29,6 +30,19 @@ router = APIRouter(prefix="/v1", tags=["v1"])
 def _state(request: Request) -> AppState:
     state: AppState = request.app.state.lb
     return state
+
+
+def _loaded(request: Request) -> Loaded:
+    """The snapshot being served and its views; NotReady (503) before the first load."""
+    loaded = _state(request).loaded
+    if loaded is None:
+        raise NotReady
+    return loaded
+
+
+def _views(request: Request) -> Views:
+    views: Views = _loaded(request).views
+    return views
 
 
 def encode(obj: Any) -> bytes:
@@ -60,10 +74,7 @@ async def serve(
 ) -> Response:
     """Answer from the cache, building once per (snapshot, route, normalized params)."""
     state = _state(request)
-    loaded = state.loaded
-    if loaded is None:
-        state.snapshot  # noqa: B018 - raises NotReady, answered 503 by the problem handler
-        raise AssertionError
+    loaded = _loaded(request)
     snapshot_id = loaded.snapshot.id
     views: Views = loaded.views
     key = (snapshot_id, route, params)
@@ -97,7 +108,7 @@ def _truthy(value: str | None, *, name: str) -> bool | None:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise BadParameter(name, f"expected true or false, got {value!r}")
+    raise BadParameter(name, value, "expected true or false")
 
 
 def split_list(values: list[str] | None) -> tuple[str, ...]:
@@ -109,28 +120,32 @@ def split_list(values: list[str] | None) -> tuple[str, ...]:
 
 
 def parse_buckets(raw: str | None) -> tuple[tuple[float, float | None], ...] | None:
+    """``[[min, max|null], ...]`` from JSON, at most MAX_BUCKETS; ranges checked by scoring."""
     if raw is None or raw.strip() == "":
         return None
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadParameter("buckets", "expected JSON like [[0,500],[500,null]]") from exc
+        raise BadParameter("buckets", raw, "expected JSON like [[0,500],[500,null]]") from exc
     if not isinstance(parsed, list) or not parsed:
-        raise BadParameter("buckets", "expected a non-empty JSON list of [min, max] pairs")
+        raise BadParameter("buckets", raw, "expected a non-empty JSON list of [min, max] pairs")
     if len(parsed) > MAX_BUCKETS:
-        raise BadParameter("buckets", f"at most {MAX_BUCKETS} buckets, got {len(parsed)}")
-    out: list[tuple[float, float | None]] = []
+        raise BadParameter("buckets", raw, f"at most {MAX_BUCKETS} buckets, got {len(parsed)}")
+
+    def number(value: object) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
     for item in parsed:
-        ok = isinstance(item, list) and len(item) == 2
-        low, high = (item[0], item[1]) if ok else (None, None)
-        if not ok or not isinstance(low, int | float) or isinstance(low, bool):
-            raise BadParameter("buckets", f"bucket {item!r} is not [min, max|null]")
-        if high is not None and (not isinstance(high, int | float) or isinstance(high, bool)):
-            raise BadParameter("buckets", f"bucket {item!r} has a non-numeric max")
-        if low < 0 or (high is not None and high <= low):
-            raise BadParameter("buckets", f"bucket {item!r} needs 0 <= min < max")
-        out.append((float(low), None if high is None else float(high)))
-    return tuple(out)
+        if not (isinstance(item, list) and len(item) == 2 and number(item[0])) or not (
+            item[1] is None or number(item[1])
+        ):
+            raise BadParameter("buckets", item, "each bucket is [min, max or null]")
+    return check_buckets(parsed)
+
+
+def _present(*pairs: tuple[str, Hashable]) -> tuple[tuple[str, Hashable], ...]:
+    """The (name, value) pairs of the parameters a request gave: its cache-key part."""
+    return tuple((name, value) for name, value in pairs if value is not None and value != "")
 
 
 # --- benchmarks ---------------------------------------------------------------------------
@@ -261,11 +276,7 @@ async def list_tasks(
 ) -> Response:
     views = _views(request)
     lang = views.normalize_languages((language,))[0] if language else None
-    params = tuple(
-        (k, v)
-        for k, v in (("type", type), ("language", lang), ("domain", domain), ("name", name))
-        if v
-    )
+    params = _present(("type", type), ("language", lang), ("domain", domain), ("name", name))
     return await serve(
         request,
         route="tasks",
@@ -304,17 +315,13 @@ async def list_models(
 ) -> Response:
     weights = _truthy(open_weights, name="open_weights")
     if min_params_b is not None and max_params_b is not None and max_params_b < min_params_b:
-        raise BadParameter("max_params_b", "must be >= min_params_b")
-    params = tuple(
-        (k, v)
-        for k, v in (
-            ("type", type),
-            ("open_weights", weights),
-            ("min", min_params_b),
-            ("max", max_params_b),
-            ("name", name),
-        )
-        if v is not None
+        raise BadParameter("max_params_b", max_params_b, "must be >= min_params_b")
+    params = _present(
+        ("type", type),
+        ("open_weights", weights),
+        ("min", min_params_b),
+        ("max", max_params_b),
+        ("name", name),
     )
     return await serve(
         request,
@@ -349,15 +356,6 @@ async def model_detail(request: Request, name: str) -> Response:
     return await serve(
         request, route=f"model:{name}", params=(), build=lambda v: encode(v.model(name))
     )
-
-
-def _views(request: Request) -> Views:
-    state = _state(request)
-    if state.loaded is None:
-        state.snapshot  # noqa: B018 - raises NotReady
-    assert state.loaded is not None
-    views: Views = state.loaded.views
-    return views
 
 
 #: Route templates (for metrics and tracing labels), most specific first.

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import partial
-from urllib.parse import quote
 
 from leaderboard_api.lifecycle import AppState
 from leaderboard_api.routes.v1 import CSV, JSON, csv_filename, encode, make_payload
@@ -130,8 +129,3 @@ def warm_plan(state: AppState, views: Views) -> tuple[list[WarmItem], list[WarmI
 
     first, rest = route_jobs(views)
     return items(first), items(rest)
-
-
-def url_path(path: str) -> str:
-    """A route path percent-encoded for a URL (names hold spaces, slashes are kept)."""
-    return quote(path, safe="/()-_.,~")
