@@ -5,19 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Bumped whenever the normalized frames or catalog models change shape; part of disk-cache keys.
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 
 RESULTS_DIR = "results"
 MODELS_FILES = ("models.jsonl", "models.parquet")
 TASKS_FILE = "tasks.jsonl"
 BENCHMARKS_FILE = "benchmarks.jsonl"
 MENU_FILE = "menu.json"
+DATASET_FILE = "dataset.json"
+STATS_DIR = "descriptive_stats"
 
 #: Name of the benchmark synthesized when a dataset has no ``benchmarks.jsonl``.
 DEFAULT_BENCHMARK = "all"
@@ -33,14 +35,27 @@ RESULT_COLUMNS: dict[str, tuple[pl.DataType, bool, object]] = {
     "score": (pl.Float64(), True, None),
 }
 OPTIONAL_RESULT_COLUMNS: dict[str, pl.DataType] = {
+    "variant": pl.String(),
     "metric": pl.String(),
     "evaluated_at": pl.Datetime("us", "UTC"),
 }
 #: Stored as ``pl.Categorical`` in a Snapshot (compare, join and filter them as usual;
 #: cast to ``pl.String`` before serializing). Sorting a Categorical is lexical.
-CATEGORICAL_COLUMNS = ("model_name", "model_revision", "task_name", "split", "subset", "metric")
+CATEGORICAL_COLUMNS = (
+    "model_name",
+    "model_revision",
+    "variant",
+    "task_name",
+    "split",
+    "subset",
+    "metric",
+)
 #: The identity of one result cell; two rows with the same key are duplicates.
-RESULT_KEY = ("model_name", "model_revision", "task_name", "split", "subset", "metric")
+RESULT_KEY = ("model_name", "model_revision", "variant", "task_name", "split", "subset", "metric")
+#: How the revision behind each leaderboard cell is chosen (see docs/scoring.md):
+#: ``per_task`` picks, for every (model, variant, task), the best revision with scores for
+#: that task (MTEB's rule); ``per_model`` picks one revision per (model, variant).
+REVISION_RULES = ("per_task", "per_model")
 
 
 class DatasetError(Exception):
@@ -143,12 +158,30 @@ class BenchmarkTask(CatalogEntry):
     subsets: list[str] | None = None
 
 
+RankMethod = Literal["borda", "mean_rank", "mean"]
+RevisionRule = Literal["per_task", "per_model"]
+
+
 class ScoringOptions(CatalogEntry):
     normalize: bool = False
-    rank_method: str = "borda"  # borda | mean_rank | mean
+    rank_method: RankMethod = "borda"
     rank_partial_last: bool = True
     default_sort: str | None = None
     bradley_terry: bool = False
+    #: ``None``: the dataset's rule (``dataset.json``), ``per_model`` unless it says otherwise.
+    revisions: RevisionRule | None = None
+
+
+class DatasetScoring(CatalogEntry):
+    revisions: RevisionRule = "per_model"
+
+
+class DatasetInfo(CatalogEntry):
+    """``dataset.json``: settings of the whole dataset (all optional)."""
+
+    name: str | None = None
+    description: str | None = None
+    scoring: DatasetScoring = Field(default_factory=DatasetScoring)
 
 
 class BenchmarkInfo(CatalogEntry):

@@ -22,16 +22,19 @@ from leaderboard_api.dataset.contract import (
     BENCHMARKS_FILE,
     CATEGORICAL_COLUMNS,
     CONTRACT_VERSION,
+    DATASET_FILE,
     DEFAULT_BENCHMARK,
     MENU_FILE,
     MODELS_FILES,
     RESULT_COLUMNS,
     RESULT_KEY,
     RESULTS_DIR,
+    STATS_DIR,
     TASKS_FILE,
     BenchmarkInfo,
     BenchmarkTask,
     DatasetError,
+    DatasetInfo,
     DatasetWarning,
     LoadStats,
     MenuEntry,
@@ -39,6 +42,7 @@ from leaderboard_api.dataset.contract import (
     ModelInfo,
     TaskInfo,
 )
+from leaderboard_api.dataset.revisions import key_hash, resolve_revisions
 from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.dataset.sources import ResolvedSource
 
@@ -144,25 +148,6 @@ def _check_results_file(frame: pl.DataFrame, *, rel: str) -> tuple[pl.DataFrame,
     return frame, nans
 
 
-def _key_hash(columns: list[str], schema: pl.Schema) -> pl.Expr:
-    """A 64-bit hash over several columns, far cheaper in memory than hashing a struct.
-
-    Categorical columns hash their physical codes (stable within this process, which is
-    all deduplication needs); hashing the strings would materialize them.
-    """
-
-    def one(name: str, seed: int) -> pl.Expr:
-        col = pl.col(name)
-        if schema[name] == pl.Categorical:
-            col = col.to_physical()
-        return col.hash(seed=seed)
-
-    expr = one(columns[0], 0)
-    for seed, name in enumerate(columns[1:], start=1):
-        expr = (expr * 0x100000001B3) ^ one(name, seed)
-    return expr
-
-
 def _drop_duplicates(frame: pl.DataFrame, *, key: list[str]) -> pl.DataFrame:
     """Collapse rows with equal keys; the later one wins (newest evaluated_at, later file, row).
 
@@ -170,7 +155,7 @@ def _drop_duplicates(frame: pl.DataFrame, *, key: list[str]) -> pl.DataFrame:
     hash of the key finds candidate duplicates cheaply; only those rows go through the
     exact comparison, so clean data costs one hash pass and one sort of 8-byte values.
     """
-    hashes = frame.select(_key_hash(key, frame.schema)).to_series()
+    hashes = frame.select(key_hash(key, frame.schema)).to_series()
     # Sorting hashes and comparing neighbours needs far less memory than a hash table
     # over every row (is_duplicated), and clean data stops right here.
     ordered = hashes.sort()
@@ -310,6 +295,28 @@ def _read_menu(root: Path) -> list[MenuEntry]:
     ]
 
 
+def _read_dataset_info(root: Path) -> DatasetInfo:
+    path = root / DATASET_FILE
+    if not path.is_file():
+        return DatasetInfo()
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise DatasetError(f"not valid JSON ({exc})", file=DATASET_FILE) from exc
+    if not isinstance(raw, dict):
+        raise DatasetError("expected a JSON object", file=DATASET_FILE)
+    return _validate_entry(raw, DatasetInfo, rel=DATASET_FILE, where="the object")
+
+
+def stats_files(root: Path, tasks: Iterable[str]) -> dict[str, str]:
+    """Task name -> ``descriptive_stats/<task>.json`` for the tasks that have one."""
+    folder = root / STATS_DIR
+    if not folder.is_dir():
+        return {}
+    present = {p.stem for p in folder.glob("*.json") if p.is_file()}
+    return {t: f"{STATS_DIR}/{t}.json" for t in sorted(present.intersection(tasks))}
+
+
 def _menu_leaves(entries: Iterable[MenuEntry | MenuLeaf]) -> Iterable[str]:
     for entry in entries:
         if isinstance(entry, MenuLeaf):
@@ -355,50 +362,8 @@ def _choose_main_metric(
     keep = pl.col("metric").is_null() | (pl.col("metric") == pl.col("__main"))
     kept = joined.filter(keep).drop("__main", "metric")
     # A null metric means "the main one": such a row and a main-metric row are one cell.
-    key = [c for c in RESULT_KEY if c != "metric"]
+    key = [c for c in RESULT_KEY if c != "metric" and c in kept.columns]
     return _drop_duplicates(kept, key=key)
-
-
-def _choose_revisions(
-    results: pl.DataFrame, models: Mapping[str, ModelInfo]
-) -> tuple[pl.DataFrame, int]:
-    """One revision per model: the catalog's, else the one with most results, ties by name."""
-    # Pairs are grouped by a 64-bit hash; for a few thousand pairs a collision has odds
-    # near 1e-13, accepted to avoid grouping 1.3M rows by two columns.
-    pair_hash = _key_hash(["model_name", "model_revision"], results.schema).alias("__pair")
-    hashes = results.select(pair_hash).to_series()
-    counts = (
-        results.select("model_name", "model_revision")
-        .with_columns(hashes)
-        .group_by("__pair")
-        .agg(pl.col("model_name").first(), pl.col("model_revision").first(), pl.len())
-        .with_columns(pl.col("model_name", "model_revision").cast(pl.String))
-    )
-    if counts.height == counts.select(pl.col("model_name").n_unique()).item():
-        return results, 0
-    named = pl.DataFrame(
-        {
-            "model_name": [m.name for m in models.values() if m.revision is not None],
-            "__named": [m.revision for m in models.values() if m.revision is not None],
-        },
-        schema={"model_name": pl.String, "__named": pl.String},
-    )
-    chosen = (
-        counts.join(named, on="model_name", how="left")
-        .with_columns(
-            (pl.col("model_revision") == pl.col("__named")).fill_null(False).alias("__is_named"),
-            pl.col("model_revision").fill_null("").alias("__rev_sort"),
-            pl.col("model_revision").is_not_null().alias("__rev_given"),
-        )
-        .sort(
-            ["model_name", "__is_named", "len", "__rev_sort", "__rev_given"],
-            descending=[False, True, True, False, False],
-        )
-        .unique(subset="model_name", keep="first", maintain_order=True)
-        .get_column("__pair")
-    )
-    kept = results.filter(hashes.is_in(chosen.implode()))
-    return kept, results.height - kept.height
 
 
 def _index(entries: Iterable[E]) -> dict[str, E]:
@@ -419,6 +384,7 @@ def build_snapshot(source: ResolvedSource) -> Snapshot:
         _index(_read_jsonl(bench_path, BenchmarkInfo, root=root)) if bench_path.is_file() else {}
     )
     menu = _read_menu(root)
+    dataset = _read_dataset_info(root)
     known = set(benchmarks)
     unknown = sorted({leaf for leaf in _menu_leaves(menu) if leaf not in known})
     if unknown:
@@ -429,7 +395,10 @@ def build_snapshot(source: ResolvedSource) -> Snapshot:
     if "metric" in results.columns:
         metrics = results
         results = _choose_main_metric(results, tasks, warnings)
-    results, dropped = _choose_revisions(results, models)
+    rule = dataset.scoring.revisions
+    others = {b.scoring.revisions for b in benchmarks.values()} - {None, rule}
+    all_revisions = results if others else None
+    results, dropped = resolve_revisions(results, models, rule=rule)
     # Rows stay in file order (deterministic for the same files); sorting 1.3M string keys
     # would double peak memory, and scoring sorts the small frames it aggregates.
     front = [c for c in RESULT_COLUMNS if c in results.columns]
@@ -489,6 +458,10 @@ def build_snapshot(source: ResolvedSource) -> Snapshot:
         updated_at=source.updated_at,
         warnings=tuple(warnings),
         stats=stats,
+        dataset=dataset,
+        all_revisions=all_revisions,
+        stats_files=stats_files(root, tasks),
+        root=str(root),
     )
 
 
@@ -509,6 +482,7 @@ def _dump_catalog(snapshot: Snapshot) -> bytes:
         "tasks": [t.model_dump(mode="json") for t in snapshot.tasks.values()],
         "benchmarks": [b.model_dump(mode="json") for b in snapshot.benchmarks.values()],
         "menu": [g.model_dump(mode="json") for g in snapshot.menu],
+        "dataset": snapshot.dataset.model_dump(mode="json"),
         "warnings": [[w.message, w.file] for w in snapshot.warnings],
         "stats": {
             "files": snapshot.stats.files,
@@ -533,6 +507,8 @@ def write_cache(snapshot: Snapshot, cache_dir: Path) -> Path:
         snapshot.results.write_parquet(tmp / "results.parquet", compression="lz4")
         if snapshot.metrics is not None:
             snapshot.metrics.write_parquet(tmp / "metrics.parquet", compression="lz4")
+        if snapshot.all_revisions is not None:
+            snapshot.all_revisions.write_parquet(tmp / "revisions.parquet", compression="lz4")
         (tmp / "catalog.json").write_bytes(_dump_catalog(snapshot))
         try:
             os.rename(tmp, final)
@@ -565,6 +541,9 @@ def read_cache(cache_dir: Path, source: ResolvedSource) -> Snapshot | None:
         results = pl.read_parquet(entry / "results.parquet")
         metrics_file = entry / "metrics.parquet"
         metrics = pl.read_parquet(metrics_file) if metrics_file.is_file() else None
+        revisions_file = entry / "revisions.parquet"
+        all_revisions = pl.read_parquet(revisions_file) if revisions_file.is_file() else None
+        dataset = DatasetInfo.model_validate(doc["dataset"])
         models = {m["name"]: ModelInfo.model_validate(m) for m in doc["models"]}
         tasks = {t["name"]: TaskInfo.model_validate(t) for t in doc["tasks"]}
         benchmarks = {b["name"]: BenchmarkInfo.model_validate(b) for b in doc["benchmarks"]}
@@ -595,6 +574,10 @@ def read_cache(cache_dir: Path, source: ResolvedSource) -> Snapshot | None:
         updated_at=source.updated_at,
         warnings=warnings,
         stats=stats,
+        dataset=dataset,
+        all_revisions=all_revisions,
+        stats_files=stats_files(source.path, tasks),
+        root=str(source.path),
     )
 
 

@@ -10,20 +10,24 @@ import polars as pl
 
 from leaderboard_api.dataset.contract import (
     BenchmarkInfo,
+    DatasetInfo,
     DatasetWarning,
     LoadStats,
     MenuEntry,
     ModelInfo,
+    RevisionRule,
     TaskInfo,
 )
+from leaderboard_api.dataset.revisions import resolve_revisions
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Snapshot:
     """Everything loaded from one version of a dataset.
 
-    ``results`` holds the leaderboard cells: one row per (model_name, task_name, split,
-    subset) with the task's main metric as ``score`` and only the model's chosen revision;
+    ``results`` holds the leaderboard cells: one row per (model_name, variant, task_name,
+    split, subset) with the task's main metric as ``score`` and only the revision the
+    dataset's revision rule chose (``dataset.revision_rule``, see ``dataset/revisions.py``);
     columns ``model_name, model_revision, task_name, split, subset, languages, score`` plus
     any extra columns the files carried, in file order (deterministic for the same files, but
     aggregate only after sorting).  The key columns are ``pl.Categorical``
@@ -48,6 +52,33 @@ class Snapshot:
     updated_at: datetime
     warnings: tuple[DatasetWarning, ...] = ()
     stats: LoadStats = field(default_factory=LoadStats)
+    dataset: DatasetInfo = field(default_factory=DatasetInfo)
+    #: Every revision's main-metric rows, kept only when a benchmark asks for another
+    #: revision rule than the dataset's (else None: ``results`` is all anyone reads).
+    all_revisions: pl.DataFrame | None = None
+    #: Task name -> file (relative to the dataset) of its descriptive statistics.
+    stats_files: Mapping[str, str] = field(default_factory=dict)
+    #: Where the dataset's files are (descriptive statistics are read from there on demand).
+    root: str | None = None
+    _by_rule: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
+
+    @property
+    def revision_rule(self) -> RevisionRule:
+        return self.dataset.scoring.revisions
+
+    def rule_of(self, benchmark: BenchmarkInfo) -> RevisionRule:
+        """The revision rule a benchmark's table uses."""
+        return benchmark.scoring.revisions or self.revision_rule
+
+    def results_for(self, rule: RevisionRule) -> pl.DataFrame:
+        """The leaderboard cells under ``rule`` (``results`` for the dataset's own rule)."""
+        if rule == self.revision_rule or self.all_revisions is None:
+            return self.results
+        found = self._by_rule.get(rule)
+        if found is None:
+            found, _ = resolve_revisions(self.all_revisions, self.models, rule=rule)
+            self._by_rule[rule] = found
+        return found
 
     @property
     def short_id(self) -> str:

@@ -13,16 +13,18 @@ from pathlib import Path
 
 from leaderboard_api.dataset.contract import (
     BENCHMARKS_FILE,
+    DATASET_FILE,
     MENU_FILE,
     MODELS_FILES,
     RESULTS_DIR,
+    STATS_DIR,
     TASKS_FILE,
     DatasetError,
 )
 
 HF_PREFIX = "hf://datasets/"
 _HF_RE = re.compile(r"^hf://datasets/(?P<repo>[^/@\s]+/[^/@\s]+)(?:@(?P<rev>[^\s]+))?$")
-_CATALOG_FILES = (*MODELS_FILES, TASKS_FILE, BENCHMARKS_FILE, MENU_FILE)
+_CATALOG_FILES = (*MODELS_FILES, TASKS_FILE, BENCHMARKS_FILE, MENU_FILE, DATASET_FILE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,9 @@ def dataset_files(path: Path) -> list[Path]:
     results = path / RESULTS_DIR
     if results.is_dir():
         found.extend(p for p in results.rglob("*.parquet") if p.is_file())
+    stats = path / STATS_DIR
+    if stats.is_dir():
+        found.extend(p for p in stats.glob("*.json") if p.is_file())
     found.extend(path / name for name in _CATALOG_FILES if (path / name).is_file())
     return sorted(found, key=lambda p: p.relative_to(path).as_posix())
 

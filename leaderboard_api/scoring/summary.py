@@ -25,6 +25,7 @@ from leaderboard_api.scoring.ranking import (
     rank_statistics,
 )
 from leaderboard_api.scoring.ratings import Ratings, bradley_terry
+from leaderboard_api.scoring.rowkeys import split_key
 from leaderboard_api.scoring.tasks import (
     ScoringIndex,
     get_benchmark,
@@ -371,7 +372,8 @@ def metadata_frame(
         columns[key] = []
     counted = set(tasks)
     for name in names:
-        info = models.get(name) or ModelInfo(name=name)
+        base, _ = split_key(name)
+        info = models.get(base) or ModelInfo(name=base)
         trained = info.training_datasets
         known = None if trained is None else set(trained)
         overlap = None if known is None else [t for t in tasks if t in known]

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from leaderboard_api.dataset.contract import BenchmarkInfo, BenchmarkTask, TaskInfo
+from leaderboard_api.dataset.contract import BenchmarkInfo, BenchmarkTask, RevisionRule, TaskInfo
 from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.scoring.errors import BadParameter, UnknownBenchmark, UnknownTask
 from leaderboard_api.scoring.languages import CELL_KEY, cell_languages, expand_macrolanguages
+from leaderboard_api.scoring.rowkeys import row_key_expr
 
 #: Columns of a task-score frame (model and task as ``pl.String``).
 TASK_SCORE_SCHEMA: dict[str, pl.DataType] = {
@@ -70,7 +71,10 @@ class ScoringIndex:
     """
 
     snapshot_id: str
-    #: ``model_name, model_revision, task_name, split, subset, score, languages``, by task.
+    #: The revision rule of the rows (see ``dataset/revisions.py``).
+    rule: str
+    #: ``model_name, model_revision, task_name, split, subset, score, languages``, by task;
+    #: ``model_name`` holds row identities (``rowkeys``): variants are rows of their own.
     rows: pl.DataFrame
     #: Task name -> (offset, length) of its rows.
     spans: Mapping[str, tuple[int, int]]
@@ -83,10 +87,18 @@ class ScoringIndex:
 _INDEX_COLUMNS = ("model_name", "model_revision", "task_name", "split", "subset", "score")
 
 
-def build_index(snapshot: Snapshot) -> ScoringIndex:
+def keyed_results(snapshot: Snapshot, rule: RevisionRule | None = None) -> pl.LazyFrame:
+    """The snapshot's cells under ``rule`` (the dataset's by default), ``model_name`` holding
+    row identities (a variant is a row of its own)."""
+    lazy = snapshot.results_for(rule or snapshot.revision_rule).lazy()
+    return lazy.with_columns(row_key_expr(lazy))
+
+
+def build_index(snapshot: Snapshot, rule: RevisionRule | None = None) -> ScoringIndex:
     """Group the snapshot's non-null results by task (about 0.1 s for 1.2M rows)."""
+    chosen = rule or snapshot.revision_rule
     rows = (
-        snapshot.results.lazy()
+        keyed_results(snapshot, chosen)
         .filter(pl.col("score").is_not_null())
         .select(*_INDEX_COLUMNS, "languages")
         .sort("task_name", maintain_order=True)
@@ -98,7 +110,7 @@ def build_index(snapshot: Snapshot) -> ScoringIndex:
     for name, length in runs.select(pl.col("task_name").cast(pl.String), "len").iter_rows():
         spans[name] = (offset, length)
         offset += length
-    return ScoringIndex(snapshot_id=snapshot.id, rows=rows, spans=spans)
+    return ScoringIndex(snapshot_id=snapshot.id, rule=chosen, rows=rows, spans=spans)
 
 
 def get_benchmark(snapshot: Snapshot, name: str) -> BenchmarkInfo:
@@ -180,13 +192,14 @@ def select_cells(
     specs = benchmark_tasks(benchmark)
     wanted = tuple(languages)
     names = [s.task for s in specs]
-    if index is not None:
-        if index.snapshot_id != snapshot.id:
-            raise BadParameter("index", index.snapshot_id, "was built for another snapshot")
+    rule = snapshot.rule_of(benchmark)
+    if index is not None and index.snapshot_id != snapshot.id:
+        raise BadParameter("index", index.snapshot_id, "was built for another snapshot")
+    if index is not None and index.rule == rule:
         lazy = index.of_tasks(names).lazy()
     else:
         lazy = (
-            snapshot.results.lazy()
+            keyed_results(snapshot, rule)
             .filter(pl.col("task_name").is_in(names))
             .filter(pl.col("score").is_not_null())
         )
@@ -319,7 +332,7 @@ def cell_scores(
     if index is not None and index.snapshot_id == snapshot.id:
         lazy = index.of_tasks([task]).lazy()
     else:
-        lazy = snapshot.results.lazy().filter(
+        lazy = keyed_results(snapshot).filter(
             (pl.col("task_name") == task) & pl.col("score").is_not_null()
         )
     rows = _restrict(lazy.select(_INDEX_COLUMNS), [spec]).collect()

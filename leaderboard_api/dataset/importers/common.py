@@ -172,9 +172,11 @@ class ResultRows:
         frames = self._frames or [pl.DataFrame(schema=self.schema)]
         df = pl.concat(frames, how="vertical")
         before = df.height
-        df = df.unique(subset=list(RESULT_KEY), keep="first", maintain_order=True)
+        df = df.unique(
+            subset=[c for c in RESULT_KEY if c in df.columns], keep="first", maintain_order=True
+        )
         self.duplicates = before - df.height
-        df = df.sort(list(RESULT_KEY), nulls_last=True)
+        df = df.sort([c for c in RESULT_KEY if c in df.columns], nulls_last=True)
         empty = [c for c in df.columns if c in _OPTIONAL or c not in BASE_SCHEMA]
         return df.drop([c for c in empty if df[c].null_count() == df.height])
 
