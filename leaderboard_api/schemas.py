@@ -24,13 +24,22 @@ class ModelBriefOut(Schema):
     name: str
     revision: str | None = None
     url: str | None = None
+    #: Percent of the benchmark's tasks the model was not trained on; -1: unknown (or no
+    #: benchmark in context).
+    zero_shot_pct: int = -1
     total_params_b: float | None = None
     active_params_b: float | None = None
     embedding_dim: int | None = None
     max_tokens: float | None = None
     release_date: str | None = None
-    model_type: list[str] | str | None = None
-    open_weights: bool | None = None
+    #: The first of ``model_types`` (``dense`` when the catalog names none).
+    model_type: str = "dense"
+    model_types: list[str] = []
+    instruction_tuned: bool = False
+    open_weights: bool = False
+    openness: dict[str, bool] | None = None
+    openness_score: int | None = None
+    sentence_transformers_compatible: bool = False
     license: str | None = None
     modalities: list[str] = []
     languages: list[str] = []
@@ -54,22 +63,41 @@ class TaskOut(Schema):
     languages: list[str] = []
     domains: list[str] = []
     modalities: list[str] = []
-    description: str | None = None
+    description: str = ""
     reference: str | None = None
     is_public: bool = True
     num_models: int = 0
     benchmarks: list[str] = []
+    simplified_type: str = ""
+    citation: str | None = None
+    source_dataset: str | None = None
+    license: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+    annotations_creators: str | None = None
+    dialect: list[str] | None = None
+    sample_creation: str | None = None
 
 
-class BenchmarkTaskOut(Schema):
-    name: str
-    type: str
+class BenchmarkTaskOut(TaskOut):
+    """A task as one benchmark counts it: its metadata plus the splits and subsets that count."""
+
     splits: list[str] | None = None
     subsets: list[str] | None = None
-    higher_is_better: bool = True
-    unit: str | None = None
-    main_score: str | None = None
-    is_public: bool = True
+
+
+class CustomGroupOut(Schema):
+    label: str
+    description: str | None = None
+    #: The group's whole-task members (those counted with every split and subset).
+    tasks: list[str] = []
+    #: False when a member counts only some splits or subsets (then ``tasks`` is partial).
+    tasks_complete: bool = True
+
+
+class CustomGroupingOut(Schema):
+    name: str
+    groups: list[CustomGroupOut]
 
 
 class BenchmarkOut(Schema):
@@ -84,11 +112,17 @@ class BenchmarkOut(Schema):
     tasks: list[str] = []
     domains: list[str] = []
     modalities: list[str] = []
+    simplified_task_types: list[str] = []
     display_on_leaderboard: bool = True
-    #: Names such as ``mean_task``, or objects describing custom groupings (MIEB).
-    aggregations: list[Any] = []
+    new_version: list[str] | None = None
+    #: Names such as ``mean_task``; ``custom_groups`` when ``custom_groupings`` has any.
+    aggregations: list[str] = []
+    custom_groupings: list[CustomGroupingOut] = []
     show_zero_shot: bool = False
     num_models: int = 0
+    #: ``"all"``, the per-language view's language keys, or null (no per-language view).
+    language_view: list[str] | str | None = None
+    aliases: list[str] = []
     hidden: bool = False
     rank_method: str = "borda"
     normalize: bool = False
@@ -107,20 +141,26 @@ class MenuGroupOut(Schema):
 
 
 class ScoreRowOut(Schema):
-    rank: int | None
+    rank: int
     model: ModelBriefOut
-    zero_shot_pct: float | None = None
+    #: -1 when the model's training data is unknown.
+    zero_shot_pct: int = -1
     active_params_b: float | None = None
     total_params_b: float | None = None
     embedding_dim: int | None = None
-    max_tokens: float | None = None
+    max_tokens: int | None = None
     mean_task: float | None = None
     mean_task_type: float | None = None
     mean_public: float | None = None
     mean_private: float | None = None
-    scores_by_task_type: dict[str, float | None] = {}
-    scores_by_task: dict[str, float | None] = {}
+    #: A missing score is an absent key, never null.
+    scores_by_task_type: dict[str, float] = {}
+    scores_by_task: dict[str, float] = {}
+    #: Custom grouping name -> group label -> score (complete groups only).
+    scores_by_custom_group: dict[str, dict[str, float]] = {}
     trained_on_tasks: list[str] = []
+    #: The experiment's settings for a variant row (several rows may share a model), else null.
+    experiments: dict[str, Any] | None = None
     complete: bool = True
     tasks_covered: int = 0
     rank_low: int | None = None
@@ -132,7 +172,7 @@ class ScoreRowOut(Schema):
     points: float | None = None
     mean_rank: float | None = None
     #: Scores before normalization, on benchmarks that normalize (else null).
-    raw_scores_by_task: dict[str, float | None] | None = None
+    raw_scores_by_task: dict[str, float] | None = None
 
 
 class ScoresOut(Schema):
@@ -141,7 +181,8 @@ class ScoresOut(Schema):
     tasks: list[str]
     tasks_meta: list[BenchmarkTaskOut]
     rows: list[ScoreRowOut]
-    aggregations: list[Any] = []
+    aggregations: list[str] = []
+    custom_groupings: list[CustomGroupingOut] = []
     show_zero_shot: bool = False
     languages: list[str] = []
     rank_method: str = "borda"
@@ -151,7 +192,8 @@ class ScoresOut(Schema):
 
 class PerLanguageRowOut(Schema):
     model_name: str
-    scores_by_language: dict[str, float | None]
+    scores_by_language: dict[str, float]
+    experiments: dict[str, Any] | None = None
 
 
 class PerLanguageOut(Schema):
@@ -162,11 +204,11 @@ class PerLanguageOut(Schema):
 
 class LeaderModelOut(Schema):
     name: str
-    model_type: list[str] | str | None = None
+    model_type: str = "dense"
 
 
 class LeaderOut(Schema):
-    rank: int | None
+    rank: int
     model: LeaderModelOut
     mean_task: float | None
     total_params_b: float | None
@@ -184,11 +226,14 @@ class LeadersOut(Schema):
 
 
 class TaskScoreRowOut(Schema):
-    rank: int | None
+    rank: int
     model: ModelBriefOut
+    #: Mean over subsets of each subset's best split; null unless every subset is covered.
     score: float | None
-    subset_scores: dict[str, dict[str, float | None]]
+    subset_scores: dict[str, dict[str, float]]
     benchmarks: list[str]
+    #: True: trained on the task; false: declared training data without it; null: unknown.
+    trained_on: bool | None = None
 
 
 class TaskScoresOut(Schema):
@@ -202,13 +247,13 @@ class TaskScoresOut(Schema):
 class ModelScoreRowOut(Schema):
     benchmark_name: str
     benchmark_display_name: str
-    rank: int | None
+    rank: int
     total_models: int
     mean_task: float | None
     mean_task_type: float | None
-    zero_shot_pct: float | None
+    zero_shot_pct: int = -1
     task_types: list[str]
-    scores_by_task_type: dict[str, float | None]
+    scores_by_task_type: dict[str, float]
     complete: bool = True
 
 

@@ -6,60 +6,54 @@ import csv
 import io
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic.alias_generators import to_camel
+import orjson
 
+from leaderboard_api import fields as f
 from leaderboard_api import schemas
 from leaderboard_api.dataset.contract import BenchmarkInfo, MenuEntry, MenuLeaf, ModelInfo, TaskInfo
 from leaderboard_api.dataset.snapshot import Snapshot
+from leaderboard_api.queries import ModelQuery, TaskQuery
 from leaderboard_api.scoring import views as sv
-from leaderboard_api.scoring.errors import UnknownBenchmark, UnknownModel, UnknownTask
+from leaderboard_api.scoring.errors import (
+    BadParameter,
+    NoStatistics,
+    UnknownBenchmark,
+    UnknownModel,
+    UnknownTask,
+)
+from leaderboard_api.scoring.rowkeys import split_key
 from leaderboard_api.scoring.summary import summary_ratings
+from leaderboard_api.scoring.tasks import metric_cells
 
 T = TypeVar("T")
 
 
-def _extras(entry: Any, *, skip: Iterable[str] = ()) -> dict[str, Any]:
-    skipped = set(skip)
-    return {to_camel(k): v for k, v in entry.extras().items() if k not in skipped}
+def _present(scores: dict[str, Any]) -> dict[str, Any]:
+    """A score map without its missing entries (the frontend reads an absent key as missing)."""
+    return {k: v for k, v in scores.items() if v is not None}
 
 
-def _lang_code(code: str) -> str:
-    return code.split("-", 1)[0]
+def _int_or_none(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
-def _model_fields(model: ModelInfo) -> dict[str, Any]:
-    """The fields every model object shares (``ModelBriefOut``'s), from the catalog entry."""
+def _zero_shot(value: float | None) -> int:
+    return -1 if value is None else round(value)
 
-    def billions(value: float | None) -> float | None:
-        return None if value is None else value / 1e9
 
-    active = model.n_active_parameters
-    return {
-        "name": model.name,
-        "revision": model.revision,
-        "url": model.reference,
-        "total_params_b": billions(model.n_parameters),
-        "active_params_b": billions(active if active is not None else model.n_parameters),
-        "embedding_dim": model.embed_dim,
-        "max_tokens": model.max_tokens,
-        "release_date": None if model.release_date is None else str(model.release_date),
-        "model_type": model.model_type,
-        "open_weights": model.open_weights,
-        "license": model.license,
-        "modalities": model.modalities,
-        "languages": model.languages,
-        "memory_usage_mb": model.memory_usage_mb,
-    }
+#: Model extras ``model_fields`` serves under other names.
+_MODEL_SOURCES = frozenset({"use_instructions", "openness", "openness_score", "variants"})
 
 
 def model_out(model: ModelInfo, *, num_benchmarks: int | None = None) -> schemas.ModelOut:
     return schemas.ModelOut(
-        **_model_fields(model),
+        **f.model_fields(model),
         training_datasets=model.training_datasets,
         num_benchmarks=num_benchmarks,
-        **_extras(model),
+        **f.extras(model, skip=_MODEL_SOURCES),
     )
 
 
@@ -77,6 +71,7 @@ class Views:
         self._briefs: dict[str, schemas.ModelBriefOut] = {}
         self.index = sv.build_index(snapshot)
         self._task_models = sv.task_model_counts(snapshot)
+        self.aliases = f.alias_table(snapshot.benchmarks)
         self._task_benchmarks: dict[str, list[str]] = {}
         for bench in snapshot.benchmarks.values():
             for item in bench.tasks:
@@ -101,10 +96,18 @@ class Views:
     # --- lookups ----------------------------------------------------------------------
 
     def require_benchmark(self, name: str) -> BenchmarkInfo:
+        """The benchmark named ``name`` or one of its aliases; raises UnknownBenchmark."""
         bench = self.snapshot.benchmarks.get(name)
         if bench is None:
-            raise UnknownBenchmark(name)
+            canonical = self.aliases.get(name)
+            if canonical is None:
+                raise UnknownBenchmark(name)
+            bench = self.snapshot.benchmarks[canonical]
         return bench
+
+    def canonical_benchmark(self, name: str) -> str:
+        """The canonical name of a benchmark named by its name or an alias."""
+        return self.require_benchmark(name).name
 
     def require_task(self, name: str) -> TaskInfo:
         task = self.snapshot.tasks.get(name)
@@ -160,8 +163,16 @@ class Views:
     def _benchmark_out(self, bench: BenchmarkInfo, cls: type[Any] = schemas.BenchmarkOut) -> Any:
         tasks = [self.snapshot.tasks.get(t.task) or TaskInfo(name=t.task) for t in bench.tasks]
         extras = bench.extras()
-        langs = sorted({_lang_code(lang) for t in tasks for lang in t.languages})
+        langs = sorted({f.lang_code(lang) for t in tasks for lang in t.languages})
         summary = self.summary(bench.name)
+        groupings = self.custom_groupings(bench)
+        aggregations = [
+            str(a)
+            for a in (extras.get("aggregations") or ["mean_task", "mean_task_type"])
+            if isinstance(a, str)
+        ]
+        if groupings and "custom_groups" not in aggregations:
+            aggregations.append("custom_groups")
         fields: dict[str, Any] = {
             "name": bench.name,
             "display_name": bench.display_name or bench.name,
@@ -171,36 +182,83 @@ class Views:
             "citation": bench.citation,
             "languages": langs,
             "task_types": sorted({t.type for t in tasks}),
-            "tasks": [t.name for t in tasks],
+            "simplified_task_types": sorted({f.simplified_type(t) for t in tasks}),
+            "tasks": list(dict.fromkeys(t.name for t in tasks)),
             "domains": sorted({d for t in tasks for d in t.domains}),
             "modalities": sorted({m for t in tasks for m in t.modalities}),
-            "display_on_leaderboard": not bench.hidden,
-            "aggregations": list(extras.get("aggregations") or ["mean_task", "mean_task_type"]),
+            "display_on_leaderboard": not bench.hidden
+            and extras.get("display_on_leaderboard") is not False,
+            "new_version": f.new_version(bench),
+            "aggregations": aggregations,
+            "custom_groupings": groupings,
             "show_zero_shot": bool(extras.get("show_zero_shot", False)),
             "num_models": summary.num_models,
+            "language_view": f.language_view(bench, langs),
+            "aliases": f.aliases(bench),
             "hidden": bench.hidden,
             "rank_method": bench.scoring.rank_method,
             "normalize": bench.scoring.normalize,
             "has_rank_intervals": bench.scoring.bradley_terry,
         }
         if cls is schemas.BenchmarkDetailOut:
-            fields["tasks_meta"] = [self._bench_task(bench, t.task) for t in bench.tasks]
-        skip = {"aggregations", "show_zero_shot", "display_on_leaderboard", "tasks", "n_tasks"}
-        return cls(**fields, **_extras(bench, skip=skip))
-
-    def _bench_task(self, bench: BenchmarkInfo, task_name: str) -> schemas.BenchmarkTaskOut:
-        task = self.snapshot.tasks.get(task_name) or TaskInfo(name=task_name)
-        item = next(t for t in bench.tasks if t.task == task_name)
-        return schemas.BenchmarkTaskOut(
-            name=task.name,
-            type=task.type,
-            splits=item.splits,
-            subsets=item.subsets,
-            higher_is_better=task.higher_is_better,
-            unit=task.unit,
-            main_score=task.main_metric,
-            is_public=task.is_public,
+            fields["tasks_meta"] = self._bench_tasks(bench)
+        skip = frozenset(
+            {
+                "aggregations",
+                "show_zero_shot",
+                "display_on_leaderboard",
+                "tasks",
+                "n_tasks",
+                "superseded_by",
+                "language_view",
+                "aliases",
+            }
         )
+        return cls(**fields, **f.extras(bench, skip=skip))
+
+    def custom_groupings(self, bench: BenchmarkInfo) -> list[schemas.CustomGroupingOut]:
+        """The benchmark's declared custom groupings (MIEB-style aggregations)."""
+        return [
+            schemas.CustomGroupingOut(
+                name=g.name,
+                groups=[
+                    schemas.CustomGroupOut(
+                        label=group.label,
+                        description=group.description,
+                        tasks=list(group.whole_tasks),
+                        tasks_complete=group.complete,
+                    )
+                    for group in g.groups
+                ],
+            )
+            for g in sv.custom_groupings(bench, self.snapshot.tasks)
+        ]
+
+    def _scored_groupings(
+        self, bench: BenchmarkInfo, summary: sv.Summary
+    ) -> list[schemas.CustomGroupingOut]:
+        """The declared groupings restricted to the groups some model has a score for."""
+        scored = set(summary.group_scores.select("grouping", "label").unique().iter_rows())
+        out = []
+        for grouping in self.custom_groupings(bench):
+            groups = [g for g in grouping.groups if (grouping.name, g.label) in scored]
+            if groups:
+                out.append(grouping.model_copy(update={"groups": groups}))
+        return out
+
+    def _bench_tasks(self, bench: BenchmarkInfo) -> list[schemas.BenchmarkTaskOut]:
+        """One entry per task of the benchmark (a repeated task once: its first entry)."""
+        seen: set[str] = set()
+        out = []
+        for item in bench.tasks:
+            if item.task in seen:
+                continue
+            seen.add(item.task)
+            task = self.task(item.task) if item.task in self.snapshot.tasks else None
+            base = task.model_dump() if task else {"name": item.task, "type": "Unknown"}
+            base |= {"splits": item.splits, "subsets": item.subsets}
+            out.append(schemas.BenchmarkTaskOut(**base))
+        return out
 
     def benchmarks(self, *, include_hidden: bool = False) -> list[schemas.BenchmarkOut]:
         return [
@@ -253,11 +311,13 @@ class Views:
             benchmark_name=name,
             task_types=summary.task_types,
             tasks=summary.tasks,
-            tasks_meta=[self._bench_task(bench, t.task) for t in bench.tasks],
-            rows=[self._row_out(r) for r in summary.rows()],
-            aggregations=list(
-                bench.extras().get("aggregations") or ["mean_task", "mean_task_type"]
-            ),
+            tasks_meta=self._bench_tasks(bench),
+            rows=[
+                self._row_out(r | self._declared_means(bench, r), position)
+                for position, r in enumerate(summary.rows(), 1)
+            ],
+            aggregations=self._benchmark_out(bench).aggregations,
+            custom_groupings=self._scored_groupings(bench, summary),
             show_zero_shot=bool(bench.extras().get("show_zero_shot", False)),
             languages=list(languages),
             rank_method=bench.scoring.rank_method,
@@ -270,12 +330,60 @@ class Views:
         found = self._briefs.get(name)
         if found is None:
             model = self.snapshot.models.get(name) or ModelInfo(name=name)
-            found = self._briefs.setdefault(name, schemas.ModelBriefOut(**_model_fields(model)))
+            found = self._briefs.setdefault(name, schemas.ModelBriefOut(**f.model_fields(model)))
         return found
 
-    def _row_out(self, row: dict[str, Any]) -> schemas.ScoreRowOut:
+    def _declared_means(self, bench: BenchmarkInfo, row: dict[str, Any]) -> dict[str, Any]:
+        """The means a benchmark's declared ``aggregations`` show, MTEB's way: ``meanTask``
+        holds the first declared of mean_task, mean_subset, mean_task_type, public_private
+        (its public mean); undeclared means are null.  Nothing declared: all shown."""
+        declared = {a for a in bench.extras().get("aggregations") or [] if isinstance(a, str)}
+        if not declared:
+            return {}
+        primary = next(
+            (
+                row[column]
+                for agg, column in (
+                    ("mean_task", "mean_task"),
+                    ("mean_subset", "mean_subset"),
+                    ("mean_task_type", "mean_task_type"),
+                    ("public_private", "mean_public"),
+                )
+                if agg in declared
+            ),
+            None,
+        )
+        split = "public_private" in declared and "mean_task" in declared
+        return {
+            "mean_task": primary,
+            "mean_task_type": row["mean_task_type"] if "mean_task_type" in declared else None,
+            "mean_public": row["mean_public"] if split else None,
+            "mean_private": row["mean_private"] if split else None,
+        }
+
+    def experiments(self, key: str) -> dict[str, Any] | None:
+        """The experiment settings of a variant row (``models.jsonl`` ``variants``), else None."""
+        model, variant = split_key(key)
+        if variant is None:
+            return None
+        info = self.snapshot.models.get(model)
+        found = (info.extras().get("variants") if info else None) or {}
+        settings = found.get(variant) if isinstance(found, dict) else None
+        return dict(settings) if isinstance(settings, dict) else {"variant": variant}
+
+    def _row_out(self, row: dict[str, Any], position: int) -> schemas.ScoreRowOut:
         fields = dict(row)
-        fields["model"] = self.model_brief(row["model"])
+        model, _ = split_key(row["model"])
+        zero_shot = _zero_shot(row["zero_shot_pct"])
+        fields["model"] = self.model_brief(model).model_copy(update={"zero_shot_pct": zero_shot})
+        fields["rank"] = row["rank"] if row["rank"] is not None else position
+        fields["zero_shot_pct"] = zero_shot
+        fields["max_tokens"] = _int_or_none(row["max_tokens"])
+        fields["scores_by_task"] = _present(row["scores_by_task"])
+        fields["scores_by_task_type"] = _present(row["scores_by_task_type"])
+        raw = row.get("raw_scores_by_task")
+        fields["raw_scores_by_task"] = None if raw is None else _present(raw)
+        fields["experiments"] = self.experiments(row["model"])
         return schemas.ScoreRowOut(**fields)
 
     def scores_csv(self, name: str, *, languages: tuple[str, ...]) -> bytes:
@@ -325,7 +433,11 @@ class Views:
             benchmark_name=name,
             languages=table.languages,
             rows=[
-                schemas.PerLanguageRowOut(model_name=m, scores_by_language=s)
+                schemas.PerLanguageRowOut(
+                    model_name=split_key(m)[0],
+                    scores_by_language=_present(s),
+                    experiments=self.experiments(m),
+                )
                 for m, s in table.rows()
             ],
         )
@@ -339,10 +451,13 @@ class Views:
         for low, high, leader in sv.leaders(summary, chosen):
             lead = None
             if leader is not None:
-                model = self.snapshot.models.get(leader["model"]) or ModelInfo(name=leader["model"])
+                base, _ = split_key(leader["model"])
+                model = self.snapshot.models.get(base) or ModelInfo(name=base)
                 lead = schemas.LeaderOut(
                     rank=leader["rank"],
-                    model=schemas.LeaderModelOut(name=model.name, model_type=model.model_type),
+                    model=schemas.LeaderModelOut(
+                        name=model.name, model_type=f.model_fields(model)["model_type"]
+                    ),
                     mean_task=leader["mean_task"],
                     total_params_b=leader["total_params_b"],
                 )
@@ -363,48 +478,70 @@ class Views:
             languages=task.languages,
             domains=task.domains,
             modalities=task.modalities,
-            description=task.description,
+            description=task.description or "",
             reference=task.reference,
             is_public=task.is_public,
             num_models=self._task_models.get(name, 0),
-            benchmarks=sorted(self._task_benchmarks.get(name, [])),
-            **_extras(task),
+            benchmarks=sorted(set(self._task_benchmarks.get(name, []))),
+            **f.task_fields(task),
+            **f.extras(task, skip=f.TASK_FIELD_SOURCES),
         )
 
-    def tasks(
-        self,
-        *,
-        type: str | None = None,
-        language: str | None = None,
-        domain: str | None = None,
-        name: str | None = None,
-    ) -> list[schemas.TaskOut]:
-        needle = name.lower() if name else None
+    def tasks(self, query: TaskQuery | None = None) -> list[schemas.TaskOut]:
+        """The tasks matching ``query`` (every facet it names; any of a facet's values)."""
+        q = query or TaskQuery()
         out = []
         for task in self.snapshot.tasks.values():
-            if type and task.type.lower() != type.lower():
-                continue
-            if language and language not in {_lang_code(x) for x in task.languages}:
-                continue
-            if domain and domain.lower() not in {d.lower() for d in task.domains}:
-                continue
-            if needle and needle not in task.name.lower():
-                continue
-            out.append(self.task(task.name))
+            if q.matches(task):
+                out.append(self.task(task.name))
         return out
 
-    def task_scores(self, name: str) -> schemas.TaskScoresOut:
+    def require_statistics(self, name: str) -> str:
+        """The dataset file of the task's descriptive statistics; raises NoStatistics."""
+        found = self.snapshot.stats_files.get(name)
+        if found is None or self.snapshot.root is None:
+            raise NoStatistics(name)
+        return found
+
+    def task_statistics(self, name: str) -> bytes:
+        """The task's descriptive statistics as JSON (keys sorted: the same file, the same
+        bytes), read from the dataset when first asked for."""
+        path = Path(self.snapshot.root or ".") / self.require_statistics(name)
+        try:
+            data = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise NoStatistics(name, f"descriptive statistics of {name!r} unreadable") from exc
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+    def require_metric(self, task: str, metric: str) -> str:
+        """``metric`` if the task has rows of it; raises BadParameter naming the ones it has."""
+        info = self.require_task(task)
+        have = self.snapshot.metrics.metrics_of(task) if self.snapshot.metrics else ()
+        if metric == info.main_metric or metric in have:
+            return metric
+        shown = ", ".join(have[:40]) + (" ..." if len(have) > 40 else "")
+        raise BadParameter(
+            "metric", metric, f"task {task!r} has no such metric (available: {shown or 'none'})"
+        )
+
+    def task_scores(self, name: str, *, metric: str | None = None) -> schemas.TaskScoresOut:
         task = self.require_task(name)
-        view = sv.task_view(self.snapshot, name, index=self.index)
+        cells = None
+        if metric is not None and metric != task.main_metric:
+            cells = metric_cells(self.snapshot, name, metric)
+        view = sv.task_view(self.snapshot, name, index=self.index, metric_cells=cells)
         rows = [
             schemas.TaskScoreRowOut(
-                rank=r["rank"],
-                model=self.model_brief(r["model"]),
+                rank=r["rank"] if r["rank"] is not None else position,
+                model=self.model_brief(split_key(r["model"])[0]),
                 score=r["score"],
-                subset_scores=r["subset_scores"],
+                subset_scores={
+                    subset: _present(splits) for subset, splits in r["subset_scores"].items()
+                },
                 benchmarks=r["benchmarks"],
+                trained_on=self._trained_on(split_key(r["model"])[0], name),
             )
-            for r in view.rows()
+            for position, r in enumerate(view.rows(), 1)
         ]
         return schemas.TaskScoresOut(
             task=self.task(task.name),
@@ -413,6 +550,11 @@ class Views:
             splits=view.splits,
             rows=rows,
         )
+
+    def _trained_on(self, model: str, task: str) -> bool | None:
+        info = self.snapshot.models.get(model)
+        trained = info.training_datasets if info else None
+        return None if trained is None else task in trained
 
     # --- models -----------------------------------------------------------------------
 
@@ -434,17 +576,18 @@ class Views:
             row = self._rows_by_model(bench.name).get(name)
             if row is None:
                 continue
+            row = row | self._declared_means(bench, row)
             rows.append(
                 schemas.ModelScoreRowOut(
                     benchmark_name=bench.name,
                     benchmark_display_name=bench.display_name or bench.name,
-                    rank=row["rank"],
+                    rank=row["rank"] if row["rank"] is not None else summary.num_models,
                     total_models=summary.num_ranked,
                     mean_task=row["mean_task"],
                     mean_task_type=row["mean_task_type"],
-                    zero_shot_pct=row["zero_shot_pct"],
+                    zero_shot_pct=_zero_shot(row["zero_shot_pct"]),
                     task_types=summary.task_types,
-                    scores_by_task_type=row["scores_by_task_type"],
+                    scores_by_task_type=_present(row["scores_by_task_type"]),
                     complete=row["complete"],
                 )
             )
@@ -453,32 +596,10 @@ class Views:
     def model(self, name: str) -> schemas.ModelOut:
         return model_out(self.require_model(name), num_benchmarks=len(self._model_rows(name)))
 
-    def models(
-        self,
-        *,
-        type: str | None = None,
-        open_weights: bool | None = None,
-        min_params_b: float | None = None,
-        max_params_b: float | None = None,
-        name: str | None = None,
-    ) -> list[schemas.ModelOut]:
-        needle = name.lower() if name else None
-        out = []
-        for model in self.snapshot.models.values():
-            kinds = model.model_type if isinstance(model.model_type, list) else [model.model_type]
-            if type and type.lower() not in {str(k).lower() for k in kinds if k}:
-                continue
-            if open_weights is not None and model.open_weights is not open_weights:
-                continue
-            params = None if model.n_parameters is None else model.n_parameters / 1e9
-            if min_params_b is not None and (params is None or params < min_params_b):
-                continue
-            if max_params_b is not None and (params is None or params > max_params_b):
-                continue
-            if needle and needle not in model.name.lower():
-                continue
-            out.append(model_out(model))
-        return out
+    def models(self, query: ModelQuery | None = None) -> list[schemas.ModelOut]:
+        """The models matching ``query`` (every facet it names; any of a facet's values)."""
+        q = query or ModelQuery()
+        return [model_out(m) for m in self.snapshot.models.values() if q.matches(m)]
 
     def model_scores(self, name: str) -> schemas.ModelScoresOut:
         model = self.require_model(name)

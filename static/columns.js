@@ -242,7 +242,7 @@ export function leaderboardColumns(info, state, rows) {
 /** The model types present in the rows, sorted. */
 export function modelTypes(rows) {
   const seen = new Set();
-  for (const r of rows) for (const t of typeList(r.model?.modelType)) seen.add(t);
+  for (const r of rows) for (const t of typeList(r.model?.modelTypes ?? r.model?.modelType)) seen.add(t);
   return [...seen].sort();
 }
 
@@ -257,7 +257,7 @@ export function filterRows(rows, state) {
     if (q && !r.model.name.toLowerCase().includes(q)) return false;
     if (open === "yes" && r.model.openWeights !== true) return false;
     if (open === "no" && r.model.openWeights !== false) return false;
-    if (type && !typeList(r.model.modelType).includes(type)) return false;
+    if (type && !typeList(r.model.modelTypes ?? r.model.modelType).includes(type)) return false;
     if (Number.isFinite(pmin) || Number.isFinite(pmax)) {
       const p = paramsOf(r);
       if (!isNum(p)) return false;

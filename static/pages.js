@@ -55,7 +55,7 @@ function metaList(model) {
   const items = [
     ["Parameters", fmtParams(model.totalParamsB)],
     ["Active parameters", model.activeParamsB !== model.totalParamsB ? fmtParams(model.activeParamsB) : ""],
-    ["Type", typeText(model.modelType)],
+    ["Type", typeText(model.modelTypes ?? model.modelType)],
     ["Weights", model.openWeights === true ? "open" : model.openWeights === false ? "closed" : ""],
     ["License", model.license ?? ""],
     ["Released", model.releaseDate ?? ""],

@@ -348,7 +348,7 @@ def test_main_metric_is_kept_and_others_go_to_metrics(tmp_path: Path) -> None:
     got = {r["task_name"]: r["score"] for r in rows_of(snap.results)}
     assert got == {"R": 0.4, "S": 0.8, "N": 0.6}
     assert snap.metrics is not None
-    assert sorted((r["task_name"], str(r["metric"])) for r in rows_of(snap.metrics)) == [
+    assert sorted((r["task_name"], str(r["metric"])) for r in rows_of(snap.metrics.frame())) == [
         ("N", "None"),
         ("R", "ndcg_at_10"),
         ("R", "recall_at_100"),
@@ -458,7 +458,8 @@ def assert_same_snapshot(a: Snapshot, b: Snapshot) -> None:
     assert a.results.schema == b.results.schema
     assert (a.metrics is None) == (b.metrics is None)
     if a.metrics is not None and b.metrics is not None:
-        assert a.metrics.equals(b.metrics)
+        assert a.metrics.frame().equals(b.metrics.frame())
+        assert dict(a.metrics.names) == dict(b.metrics.names)
     assert dict(a.models) == dict(b.models)
     assert dict(a.tasks) == dict(b.tasks)
     assert dict(a.benchmarks) == dict(b.benchmarks)

@@ -207,8 +207,10 @@ def test_task_view_rows_cells_and_benchmarks(task_snapshot: Snapshot) -> None:
     assert view.benchmarks == ("All", "TestOnly")
     assert (view.splits, view.subsets) == (("dev", "test"), ("default", "x"))
     rows = view.to_rows()
-    assert [(r["rank"], r["model"]) for r in rows] == [(1, "a"), (None, "b"), (None, "c")]
-    assert rows[0]["score"] == pytest.approx(0.5)
+    # Ranks are positions (missing scores last, by name); a subset counts its best split.
+    assert [(r["rank"], r["model"]) for r in rows] == [(1, "a"), (2, "b"), (3, "c")]
+    assert [r["score"] for r in rows[1:]] == [None, None]
+    assert rows[0]["score"] == pytest.approx((0.9 + 0.4) / 2)
     assert rows[0]["subset_scores"] == {"default": {"dev": 0.9, "test": 0.2}, "x": {"test": 0.4}}
     assert rows[0]["benchmarks"] == ["All", "TestOnly"]
     assert rows[1]["benchmarks"] == ["TestOnly"]
@@ -217,7 +219,8 @@ def test_task_view_rows_cells_and_benchmarks(task_snapshot: Snapshot) -> None:
 
 def test_task_view_within_a_benchmark(task_snapshot: Snapshot) -> None:
     rows = task_view(task_snapshot, "T", benchmark="TestOnly").to_rows()
-    assert [(r["rank"], r["model"]) for r in rows] == [(1, "a"), (2, "b"), (None, "c")]
+    assert [(r["rank"], r["model"]) for r in rows] == [(1, "a"), (2, "b"), (3, "c")]
+    assert rows[2]["score"] is None
     assert rows[1]["score"] == pytest.approx(0.2)
     with pytest.raises(BadParameter, match="'Speed'"):
         task_view(task_snapshot, "T", benchmark="Speed")

@@ -160,6 +160,9 @@ class BenchmarkTask(CatalogEntry):
 
 RankMethod = Literal["borda", "mean_rank", "mean"]
 RevisionRule = Literal["per_task", "per_model"]
+BordaPoints = Literal["pairwise", "field"]
+#: Summary columns a table may be ordered by (``scoring.rank_by``).
+RANK_BY_COLUMNS = ("mean_task", "mean_task_type", "mean_public", "mean_private", "mean_subset")
 
 
 class ScoringOptions(CatalogEntry):
@@ -168,6 +171,18 @@ class ScoringOptions(CatalogEntry):
     rank_partial_last: bool = True
     default_sort: str | None = None
     bradley_terry: bool = False
+    #: ``pairwise``: a point per model beaten in a task (half per tie), complete task scores
+    #: only.  ``field``: ``(models in the table) - (average rank in the task)``, every task a
+    #: model has cells in counting with the mean of those cells (MTEB's Borda).
+    borda: BordaPoints = "pairwise"
+    #: When set, the rank is the position after sorting by these summary columns, highest
+    #: first, missing last, ties by name (MTEB's MIEB and ViDoRe tables).
+    rank_by: (
+        list[Literal["mean_task", "mean_task_type", "mean_public", "mean_private", "mean_subset"]]
+        | None
+    ) = None
+    #: Leave private tasks (``is_public: false``) out of the table (MTEB's RTEB tables).
+    exclude_private: bool = False
     #: ``None``: the dataset's rule (``dataset.json``), ``per_model`` unless it says otherwise.
     revisions: RevisionRule | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from leaderboard_api.dataset.contract import (
     ModelInfo,
     TaskInfo,
 )
+from leaderboard_api.dataset.metric_store import MetricStore
 from leaderboard_api.dataset.revisions import key_hash, resolve_revisions
 from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.dataset.sources import ResolvedSource
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=BaseModel)
 _ORDER = "__order"
+METRICS_FILE = "metrics.parquet"
 
 
 def _rows(frame: pl.DataFrame, mask: pl.Expr, columns: list[str], n: int = 3) -> list[str]:
@@ -391,9 +394,9 @@ def build_snapshot(source: ResolvedSource) -> Snapshot:
         msg = "names benchmarks that benchmarks.jsonl does not define"
         raise DatasetError(msg, file=MENU_FILE, column="benchmark", examples=unknown)
 
-    metrics: pl.DataFrame | None = None
+    metrics: MetricStore | None = None
     if "metric" in results.columns:
-        metrics = results
+        metrics = MetricStore.create(results)
         results = _choose_main_metric(results, tasks, warnings)
     rule = dataset.scoring.revisions
     others = {b.scoring.revisions for b in benchmarks.values()} - {None, rule}
@@ -483,6 +486,11 @@ def _dump_catalog(snapshot: Snapshot) -> bytes:
         "benchmarks": [b.model_dump(mode="json") for b in snapshot.benchmarks.values()],
         "menu": [g.model_dump(mode="json") for g in snapshot.menu],
         "dataset": snapshot.dataset.model_dump(mode="json"),
+        "metric_names": (
+            None
+            if snapshot.metrics is None
+            else {t: list(m) for t, m in snapshot.metrics.names.items()}
+        ),
         "warnings": [[w.message, w.file] for w in snapshot.warnings],
         "stats": {
             "files": snapshot.stats.files,
@@ -506,7 +514,7 @@ def write_cache(snapshot: Snapshot, cache_dir: Path) -> Path:
     try:
         snapshot.results.write_parquet(tmp / "results.parquet", compression="lz4")
         if snapshot.metrics is not None:
-            snapshot.metrics.write_parquet(tmp / "metrics.parquet", compression="lz4")
+            shutil.copyfile(snapshot.metrics.path, tmp / METRICS_FILE)
         if snapshot.all_revisions is not None:
             snapshot.all_revisions.write_parquet(tmp / "revisions.parquet", compression="lz4")
         (tmp / "catalog.json").write_bytes(_dump_catalog(snapshot))
@@ -539,8 +547,13 @@ def read_cache(cache_dir: Path, source: ResolvedSource) -> Snapshot | None:
     try:
         doc = orjson.loads((entry / "catalog.json").read_bytes())
         results = pl.read_parquet(entry / "results.parquet")
-        metrics_file = entry / "metrics.parquet"
-        metrics = pl.read_parquet(metrics_file) if metrics_file.is_file() else None
+        metrics_file = entry / METRICS_FILE
+        names = doc["metric_names"]
+        metrics = None
+        if names is not None:
+            if not metrics_file.is_file():
+                raise FileNotFoundError(metrics_file)
+            metrics = MetricStore.open(metrics_file, names)
         revisions_file = entry / "revisions.parquet"
         all_revisions = pl.read_parquet(revisions_file) if revisions_file.is_file() else None
         dataset = DatasetInfo.model_validate(doc["dataset"])
@@ -590,7 +603,13 @@ def load_snapshot(source: ResolvedSource, *, cache_dir: Path | None = None) -> S
     snapshot = build_snapshot(source)
     if cache_dir is not None:
         try:
-            write_cache(snapshot, cache_dir)
+            entry = write_cache(snapshot, cache_dir)
         except OSError as exc:
             log.warning("could not write disk cache under %s: %s", cache_dir, exc)
+        else:
+            if snapshot.metrics is not None:
+                # Serve metrics from the cache entry; the temporary copy goes with the old store.
+                names = {t: list(m) for t, m in snapshot.metrics.names.items()}
+                store = MetricStore.open(entry / METRICS_FILE, names)
+                snapshot = dataclasses.replace(snapshot, metrics=store)
     return snapshot

@@ -18,6 +18,7 @@ from leaderboard_api.dataset.contract import (
     RevisionRule,
     TaskInfo,
 )
+from leaderboard_api.dataset.metric_store import MetricStore
 from leaderboard_api.dataset.revisions import resolve_revisions
 
 
@@ -31,8 +32,8 @@ class Snapshot:
     columns ``model_name, model_revision, task_name, split, subset, languages, score`` plus
     any extra columns the files carried, in file order (deterministic for the same files, but
     aggregate only after sorting).  The key columns are ``pl.Categorical``
-    (``contract.CATEGORICAL_COLUMNS``).  ``metrics`` holds every metric
-    row (same columns plus ``metric``) when the files had a ``metric`` column, else ``None``.
+    (``contract.CATEGORICAL_COLUMNS``).  ``metrics`` keeps every metric row (same columns
+    plus ``metric``) on disk when the files had a ``metric`` column, else ``None``.
 
     ``models`` and ``tasks`` cover every name in the catalogs and every name with results;
     all mappings are sorted by name.  Never mutated: replacing data means building a new one.
@@ -41,7 +42,7 @@ class Snapshot:
     id: str
     source: str
     results: pl.DataFrame
-    metrics: pl.DataFrame | None
+    metrics: MetricStore | None
     models: Mapping[str, ModelInfo]
     tasks: Mapping[str, TaskInfo]
     benchmarks: Mapping[str, BenchmarkInfo]

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from leaderboard_api import schemas
 from leaderboard_api.lifecycle import AppState, Loaded, NotReady
+from leaderboard_api.queries import ModelQuery, TaskQuery
 from leaderboard_api.scoring.errors import BadParameter
 from leaderboard_api.scoring.views import check_buckets
 from leaderboard_api.serving.fastpath import PayloadResponse
@@ -143,6 +144,16 @@ def parse_buckets(raw: str | None) -> tuple[tuple[float, float | None], ...] | N
     return check_buckets(parsed)
 
 
+def allow_params(request: Request, *names: str) -> None:
+    """Refuse a query parameter the route does not take (a typo must not silently match all)."""
+    for key in request.query_params:
+        if key not in names:
+            accepted = ", ".join(names) if names else "none"
+            raise BadParameter(
+                key, request.query_params[key], f"unknown query parameter (accepted: {accepted})"
+            )
+
+
 def _present(*pairs: tuple[str, Hashable]) -> tuple[tuple[str, Hashable], ...]:
     """The (name, value) pairs of the parameters a request gave: its cache-key part."""
     return tuple((name, value) for name, value in pairs if value is not None and value != "")
@@ -153,6 +164,7 @@ def _present(*pairs: tuple[str, Hashable]) -> tuple[tuple[str, Hashable], ...]:
 
 @router.api_route("/benchmarks", methods=GET, response_model=list[schemas.BenchmarkOut])
 async def list_benchmarks(request: Request, include_hidden: str | None = None) -> Response:
+    allow_params(request, "include_hidden")
     hidden = bool(_truthy(include_hidden, name="include_hidden"))
     return await serve(
         request,
@@ -164,6 +176,7 @@ async def list_benchmarks(request: Request, include_hidden: str | None = None) -
 
 @router.api_route("/benchmarks/menu", methods=GET, response_model=list[schemas.MenuGroupOut])
 async def benchmark_menu(request: Request) -> Response:
+    allow_params(request)
     return await serve(request, route="menu", params=(), build=lambda v: encode(v.menu()))
 
 
@@ -185,8 +198,9 @@ def _languages(
 async def benchmark_scores_csv(
     request: Request, name: str, languages: Annotated[list[str] | None, Query()] = None
 ) -> Response:
+    allow_params(request, "languages")
     views = _views(request)
-    views.require_benchmark(name)
+    name = views.canonical_benchmark(name)
     langs = _languages(languages, views)
     return await serve(
         request,
@@ -199,8 +213,9 @@ async def benchmark_scores_csv(
 
 
 async def _scores(request: Request, name: str, languages: list[str] | None) -> Response:
+    allow_params(request, "languages")
     views = _views(request)
-    views.require_benchmark(name)
+    name = views.canonical_benchmark(name)
     langs = _languages(languages, views)
     return await serve(
         request,
@@ -228,7 +243,8 @@ async def benchmark_summary(
     "/benchmarks/{name:path}/per-language", methods=GET, response_model=schemas.PerLanguageOut
 )
 async def benchmark_per_language(request: Request, name: str) -> Response:
-    _views(request).require_benchmark(name)
+    allow_params(request)
+    name = _views(request).canonical_benchmark(name)
     return await serve(
         request,
         route=f"benchmark-per-language:{name}",
@@ -245,7 +261,8 @@ async def benchmark_leaders(
         str | None, Query(description="JSON list of [min, max|null] in millions of parameters")
     ] = None,
 ) -> Response:
-    _views(request).require_benchmark(name)
+    allow_params(request, "buckets")
+    name = _views(request).canonical_benchmark(name)
     parsed = parse_buckets(buckets)
     return await serve(
         request,
@@ -257,7 +274,8 @@ async def benchmark_leaders(
 
 @router.api_route("/benchmarks/{name:path}", methods=GET, response_model=schemas.BenchmarkDetailOut)
 async def benchmark_detail(request: Request, name: str) -> Response:
-    _views(request).require_benchmark(name)
+    allow_params(request)
+    name = _views(request).canonical_benchmark(name)
     return await serve(
         request, route=f"benchmark:{name}", params=(), build=lambda v: encode(v.benchmark(name))
     )
@@ -266,35 +284,94 @@ async def benchmark_detail(request: Request, name: str) -> Response:
 # --- tasks --------------------------------------------------------------------------------
 
 
+ListParam = Annotated[list[str] | None, Query(description="repeat or comma-separate")]
+
+
 @router.api_route("/tasks", methods=GET, response_model=list[schemas.TaskOut])
 async def list_tasks(
     request: Request,
+    types: ListParam = None,
+    languages: ListParam = None,
+    domains: ListParam = None,
+    modalities: ListParam = None,
+    categories: ListParam = None,
+    name: str | None = None,
     type: str | None = None,
     language: str | None = None,
     domain: str | None = None,
-    name: str | None = None,
 ) -> Response:
+    """Tasks, filtered: every facet given must match, any of a facet's values
+    (``type``, ``language``, ``domain`` are one-value spellings of the list facets)."""
+    allow_params(
+        request,
+        "types",
+        "languages",
+        "domains",
+        "modalities",
+        "categories",
+        "name",
+        "type",
+        "language",
+        "domain",
+    )
     views = _views(request)
-    lang = views.normalize_languages((language,))[0] if language else None
-    params = _present(("type", type), ("language", lang), ("domain", domain), ("name", name))
+    wanted = split_list(languages) + ((language,) if language else ())
+    query = TaskQuery(
+        types=split_list(types) + ((type,) if type else ()),
+        languages=views.normalize_languages(wanted) if wanted else (),
+        domains=split_list(domains) + ((domain,) if domain else ()),
+        modalities=split_list(modalities),
+        categories=split_list(categories),
+        name=name or None,
+    )
+    return await serve(
+        request, route="tasks", params=query.key(), build=lambda v: encode(v.tasks(query))
+    )
+
+
+@router.api_route(
+    "/tasks/{name:path}/descriptive_statistics",
+    methods=GET,
+    response_model=dict[str, Any],
+    responses={404: {"description": "unknown task, or a task without descriptive statistics"}},
+)
+async def task_statistics(request: Request, name: str) -> Response:
+    """The task's descriptive statistics per split, as the catalog exported them."""
+    allow_params(request)
+    views = _views(request)
+    views.require_task(name)
+    views.require_statistics(name)
     return await serve(
         request,
-        route="tasks",
-        params=params,
-        build=lambda v: encode(v.tasks(type=type, language=lang, domain=domain, name=name)),
+        route=f"task-stats:{name}",
+        params=(),
+        build=lambda v: v.task_statistics(name),
     )
 
 
 @router.api_route("/tasks/{name:path}/scores", methods=GET, response_model=schemas.TaskScoresOut)
-async def task_scores(request: Request, name: str) -> Response:
-    _views(request).require_task(name)
+async def task_scores(
+    request: Request,
+    name: str,
+    metric: Annotated[
+        str | None, Query(description="another metric than the task's main one")
+    ] = None,
+) -> Response:
+    allow_params(request, "metric")
+    views = _views(request)
+    views.require_task(name)
+    chosen = views.require_metric(name, metric) if metric else None
     return await serve(
-        request, route=f"task-scores:{name}", params=(), build=lambda v: encode(v.task_scores(name))
+        request,
+        route=f"task-scores:{name}",
+        params=(("metric", chosen),) if chosen else (),
+        build=lambda v: encode(v.task_scores(name, metric=chosen)),
     )
 
 
 @router.api_route("/tasks/{name:path}", methods=GET, response_model=schemas.TaskOut)
 async def task_detail(request: Request, name: str) -> Response:
+    allow_params(request)
     _views(request).require_task(name)
     return await serve(
         request, route=f"task:{name}", params=(), build=lambda v: encode(v.task(name))
@@ -307,40 +384,53 @@ async def task_detail(request: Request, name: str) -> Response:
 @router.api_route("/models", methods=GET, response_model=list[schemas.ModelOut])
 async def list_models(
     request: Request,
-    type: str | None = None,
+    model_types: ListParam = None,
+    frameworks: ListParam = None,
+    modalities: ListParam = None,
     open_weights: str | None = None,
+    instruction_tuned: str | None = None,
+    exclusive_modality: str | None = None,
     min_params_b: Annotated[float | None, Query(ge=0)] = None,
     max_params_b: Annotated[float | None, Query(ge=0)] = None,
     name: str | None = None,
+    type: str | None = None,
 ) -> Response:
-    weights = _truthy(open_weights, name="open_weights")
+    """Models, filtered: every facet given must match, any of a facet's values (``type`` is
+    a one-value spelling of ``model_types``)."""
+    allow_params(
+        request,
+        "model_types",
+        "frameworks",
+        "modalities",
+        "open_weights",
+        "instruction_tuned",
+        "exclusive_modality",
+        "min_params_b",
+        "max_params_b",
+        "name",
+        "type",
+    )
     if min_params_b is not None and max_params_b is not None and max_params_b < min_params_b:
         raise BadParameter("max_params_b", max_params_b, "must be >= min_params_b")
-    params = _present(
-        ("type", type),
-        ("open_weights", weights),
-        ("min", min_params_b),
-        ("max", max_params_b),
-        ("name", name),
+    query = ModelQuery(
+        model_types=split_list(model_types) + ((type,) if type else ()),
+        frameworks=split_list(frameworks),
+        modalities=split_list(modalities),
+        open_weights=_truthy(open_weights, name="open_weights"),
+        instruction_tuned=_truthy(instruction_tuned, name="instruction_tuned"),
+        exclusive_modality=bool(_truthy(exclusive_modality, name="exclusive_modality")),
+        min_params_b=min_params_b,
+        max_params_b=max_params_b,
+        name=name or None,
     )
     return await serve(
-        request,
-        route="models",
-        params=params,
-        build=lambda v: encode(
-            v.models(
-                type=type,
-                open_weights=weights,
-                min_params_b=min_params_b,
-                max_params_b=max_params_b,
-                name=name,
-            )
-        ),
+        request, route="models", params=query.key(), build=lambda v: encode(v.models(query))
     )
 
 
 @router.api_route("/models/{name:path}/scores", methods=GET, response_model=schemas.ModelScoresOut)
 async def model_scores(request: Request, name: str) -> Response:
+    allow_params(request)
     _views(request).require_model(name)
     return await serve(
         request,
@@ -352,6 +442,7 @@ async def model_scores(request: Request, name: str) -> Response:
 
 @router.api_route("/models/{name:path}", methods=GET, response_model=schemas.ModelOut)
 async def model_detail(request: Request, name: str) -> Response:
+    allow_params(request)
     _views(request).require_model(name)
     return await serve(
         request, route=f"model:{name}", params=(), build=lambda v: encode(v.model(name))
@@ -369,6 +460,7 @@ TEMPLATES = (
     "/v1/benchmarks/{name:path}/leaders",
     "/v1/benchmarks/{name:path}",
     "/v1/tasks",
+    "/v1/tasks/{name:path}/descriptive_statistics",
     "/v1/tasks/{name:path}/scores",
     "/v1/tasks/{name:path}",
     "/v1/models",

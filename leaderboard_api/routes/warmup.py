@@ -52,20 +52,28 @@ def route_jobs(views: Views) -> tuple[list[RouteJob], list[RouteJob]]:
     ]
     # Readiness waits for the lists and every leaderboard; the rest follows in the background.
     rest: list[RouteJob] = []
+    aliases: dict[str, list[str]] = {}
+    for alias, canonical in sorted(views.aliases.items()):
+        aliases.setdefault(canonical, []).append(alias)
     for name in views.benchmark_names():
-        base = f"/v1/benchmarks/{name}"
+        # An alias serves the canonical payload (same bytes, same ETag) under its own paths.
+        bases = [f"/v1/benchmarks/{n}" for n in [name, *aliases.get(name, [])]]
+
+        def paths(suffix: str, bases: list[str] = bases) -> tuple[str, ...]:
+            return tuple(f"{b}{suffix}" for b in bases)
+
         first += [
-            RouteJob(f"benchmark:{name}", (base,), partial(_call_json, "benchmark", name)),
+            RouteJob(f"benchmark:{name}", paths(""), partial(_call_json, "benchmark", name)),
             RouteJob(
                 f"benchmark-scores:{name}",
-                (f"{base}/scores", f"{base}/summary"),
+                paths("/scores") + paths("/summary"),
                 partial(_scores_json, name),
             ),
         ]
         rest += [
             RouteJob(
                 f"benchmark-csv:{name}",
-                (f"{base}/scores.csv",),
+                paths("/scores.csv"),
                 partial(_scores_csv, name),
                 media_type=CSV,
                 extra_headers=(
@@ -74,12 +82,12 @@ def route_jobs(views: Views) -> tuple[list[RouteJob], list[RouteJob]]:
             ),
             RouteJob(
                 f"benchmark-leaders:{name}",
-                (f"{base}/leaders",),
+                paths("/leaders"),
                 partial(_leaders_json, name),
             ),
             RouteJob(
                 f"benchmark-per-language:{name}",
-                (f"{base}/per-language",),
+                paths("/per-language"),
                 partial(_call_json, "per_language", name),
             ),
         ]

@@ -33,6 +33,15 @@ class UnknownModel(ScoringError, LookupError):
     kind = "model"
 
 
+class NoStatistics(ScoringError, LookupError):
+    """The task has no descriptive statistics in this dataset."""
+
+    kind = "descriptive statistics"
+
+    def __init__(self, value: object, message: str | None = None) -> None:
+        super().__init__(value, message or f"task {value!r} has no descriptive statistics")
+
+
 class BadParameter(ScoringError, ValueError):
     """A parameter value that scoring cannot use (names the parameter and the value)."""
 

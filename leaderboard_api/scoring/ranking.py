@@ -69,6 +69,34 @@ def rank_statistics(scores: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def field_points(partial: pl.DataFrame, table: pl.DataFrame, *, n_models: int) -> pl.DataFrame:
+    """MTEB's Borda points per model: ``n_models - rank_t`` summed over the tasks it has.
+
+    ``partial`` holds ``model, task, score`` where ``score`` is the mean of whatever cells
+    of the task the model has (complete or not); ranks are direction-aware with average
+    ties, among the models having the task.  Returns ``model, points``.
+    """
+    hib = pl.col("higher_is_better")
+    key = pl.when(hib).then(pl.col("score")).otherwise(-pl.col("score"))
+    return (
+        partial.join(table.select("task", "higher_is_better"), on="task")
+        .with_columns(key.rank("average", descending=True).over("task").alias("__rank"))
+        .group_by("model")
+        .agg((n_models - pl.col("__rank")).sort().sum().cast(pl.Float64).alias("points"))
+    )
+
+
+def rank_by_columns(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """``rank`` as the position after sorting by ``columns`` (highest first, nulls last),
+    ties broken by model name."""
+    ordered = frame.sort(
+        [*columns, "model"],
+        descending=[True] * len(columns) + [False],
+        nulls_last=True,
+    )
+    return ordered.with_columns(pl.int_range(1, ordered.height + 1, dtype=pl.Int64).alias("rank"))
+
+
 def assign_ranks(
     frame: pl.DataFrame, *, method: str, all_higher: bool, partial_last: bool
 ) -> pl.DataFrame:

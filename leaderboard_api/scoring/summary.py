@@ -10,23 +10,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
 
 from leaderboard_api.dataset.contract import ModelInfo
 from leaderboard_api.dataset.snapshot import Snapshot
+from leaderboard_api.scoring.groupings import GROUP_SCORE_SCHEMA, group_scores
 from leaderboard_api.scoring.languages import normalize_languages
 from leaderboard_api.scoring.ranking import (
     assign_ranks,
     check_method,
     effective_method,
+    field_points,
+    rank_by_columns,
     rank_statistics,
 )
 from leaderboard_api.scoring.ratings import Ratings, bradley_terry
 from leaderboard_api.scoring.rowkeys import split_key
 from leaderboard_api.scoring.tasks import (
+    BenchmarkCells,
     ScoringIndex,
     get_benchmark,
     select_cells,
@@ -78,6 +82,10 @@ class BenchmarkSummary:
     normalized: bool
     languages: tuple[str, ...] = ()
     ratings: Ratings | None = None
+    #: ``model, grouping, label, score`` of the benchmark's custom groupings (``groupings``).
+    group_scores: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=GROUP_SCORE_SCHEMA)
+    )
 
     @property
     def models(self) -> list[str]:
@@ -127,6 +135,9 @@ class BenchmarkSummary:
         by_task = _nested(scores, "task", "score")
         raw_by_task = _nested(scores, "task", "raw") if self.normalized else None
         by_type = _nested(self.type_scores, "type", "score")
+        by_group: dict[str, dict[str, dict[str, float]]] = {}
+        for model, grouping, label, value in self.group_scores.iter_rows():
+            by_group.setdefault(model, {}).setdefault(grouping, {})[label] = value
         out = []
         for row in frame.iter_rows(named=True):
             name = row["model"]
@@ -143,8 +154,10 @@ class BenchmarkSummary:
                 "mean_task_type": no_nan(row["mean_task_type"]),
                 "mean_public": no_nan(row["mean_public"]),
                 "mean_private": no_nan(row["mean_private"]),
+                "mean_subset": no_nan(row["mean_subset"]),
                 "scores_by_task_type": {t: no_nan(types.get(t)) for t in self.task_types},
                 "scores_by_task": {t: no_nan(mine.get(t)) for t in self.tasks},
+                "scores_by_custom_group": by_group.get(name, {}),
                 "trained_on_tasks": row["trained_on_tasks"],
                 "complete": row["complete"],
                 "tasks_covered": row["tasks_covered"],
@@ -249,19 +262,27 @@ def benchmark_summary(
     )
     means, type_scores = _means(scores, table, models.get_column("model"))
     stats = rank_statistics(scores, table)
-    frame = means.join(stats, on="model", how="left")
+    if info.scoring.borda == "field":
+        points = field_points(_partial_scores(cells), table, n_models=models.height)
+        stats = stats.drop("points").join(points, on="model", how="full", coalesce=True)
+    frame = means.join(stats, on="model", how="left").join(
+        _mean_subset(cells), on="model", how="left"
+    )
     frame = assign_ranks(
         frame,
         method=used,
         all_higher=bool(table.get_column("higher_is_better").all()),
         partial_last=partial_last,
     )
+    if info.scoring.rank_by:
+        frame = rank_by_columns(frame, list(info.scoring.rank_by))
     revisions = dict(models.select("model", pl.col("model_revision").cast(pl.String)).iter_rows())
     meta = metadata_frame(
         snapshot.models, frame.get_column("model").to_list(), cells.tasks, revisions
     )
     frame = frame.join(meta, on="model", how="left").sort("rank", "model")
     types = tuple(sorted(set(table.get_column("type").to_list())))
+    groups = group_scores(snapshot, info, languages=wanted, index=index)
     return BenchmarkSummary(
         benchmark=info.name,
         display_name=info.display_name,
@@ -276,6 +297,43 @@ def benchmark_summary(
         rank_partial_last=partial_last,
         normalized=info.scoring.normalize,
         languages=wanted,
+        group_scores=groups,
+    )
+
+
+def _partial_scores(cells: BenchmarkCells) -> pl.DataFrame:
+    """``model, task, score``: the mean of whatever cells of a task a model has."""
+    return (
+        cells.rows.group_by("model_name", "task_name")
+        .agg(pl.col("score").sort().mean())
+        .select(
+            pl.col("model_name").cast(pl.String).alias("model"),
+            pl.col("task_name").cast(pl.String).alias("task"),
+            "score",
+        )
+    )
+
+
+def _mean_subset(cells: BenchmarkCells) -> pl.DataFrame:
+    """``model, mean_subset``: the mean over (task, subset) pairs of each pair's mean over its
+    splits; missing unless the model has every split of every pair (MTEB's Mean (Subset))."""
+    rows = cells.rows.select(
+        pl.col("model_name").cast(pl.String).alias("model"),
+        pl.col("task_name").cast(pl.String),
+        pl.col("subset").cast(pl.String),
+        pl.col("split").cast(pl.String),
+        "score",
+    )
+    need = rows.group_by("task_name", "subset").agg(pl.col("split").n_unique().alias("__need"))
+    pairs = (
+        rows.group_by("model", "task_name", "subset")
+        .agg(pl.col("score").sort().sum().alias("__sum"), pl.len().alias("__n"))
+        .join(need, on=["task_name", "subset"])
+        .filter(pl.col("__n") == pl.col("__need"))
+        .with_columns((pl.col("__sum") / pl.col("__n")).alias("__mean"))
+    )
+    return pairs.group_by("model").agg(
+        _group_mean(pl.col("__mean"), pl.len(), pl.lit(need.height)).alias("mean_subset")
     )
 
 

@@ -190,6 +190,8 @@ def select_cells(
         The snapshot's ``build_index``; optional, it only makes this faster.
     """
     specs = benchmark_tasks(benchmark)
+    if benchmark.scoring.exclude_private:
+        specs = [s for s in specs if _is_public(snapshot, s.task)]
     wanted = tuple(languages)
     names = [s.task for s in specs]
     rule = snapshot.rule_of(benchmark)
@@ -235,6 +237,11 @@ def select_cells(
         required=required,
         languages=wanted,
     )
+
+
+def _is_public(snapshot: Snapshot, task: str) -> bool:
+    info = snapshot.tasks.get(task)
+    return info is None or info.is_public
 
 
 def _task_languages(snapshot: Snapshot, task: str) -> list[str]:
@@ -342,6 +349,40 @@ def cell_scores(
         pl.col("subset").cast(pl.String),
         "score",
     ).sort("model", "split", "subset")
+
+
+def metric_cells(snapshot: Snapshot, task: str, metric: str) -> pl.DataFrame:
+    """One task's cells of another metric than its main one, from the revisions (and
+    variants) its main-metric cells come from: ``model, split, subset, score``, sorted."""
+    if snapshot.metrics is None:
+        return pl.DataFrame(
+            schema={
+                "model": pl.String,
+                "split": pl.String,
+                "subset": pl.String,
+                "score": pl.Float64,
+            }
+        )
+    rows = snapshot.metrics.rows(task, metric).filter(pl.col("score").is_not_null())
+    owner = [c for c in ("model_name", "variant", "model_revision") if c in rows.columns]
+    chosen = (
+        snapshot.results.lazy()
+        .filter(pl.col("task_name") == task)
+        .select(pl.col(c).cast(pl.String) for c in owner)
+        .unique()
+        .collect()
+    )
+    kept = rows.join(chosen, on=owner, how="semi", nulls_equal=True).lazy()
+    return (
+        kept.select(
+            row_key_expr(kept).cast(pl.String).alias("model"),
+            pl.col("split").cast(pl.String),
+            pl.col("subset").cast(pl.String),
+            "score",
+        )
+        .sort("model", "split", "subset")
+        .collect()
+    )
 
 
 def directions(table: pl.DataFrame) -> Mapping[str, bool]:

@@ -20,6 +20,7 @@ import polars as pl
 
 from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.scoring.errors import BadParameter, UnknownModel
+from leaderboard_api.scoring.groupings import custom_groupings
 from leaderboard_api.scoring.languages import normalize_languages
 from leaderboard_api.scoring.summary import BenchmarkSummary, benchmark_summary, no_nan
 from leaderboard_api.scoring.tasks import (
@@ -47,6 +48,7 @@ __all__ = [
     "benchmark_summary",
     "benchmark_task_types",
     "build_index",
+    "custom_groupings",
     "language_scores",
     "leaders",
     "list_benchmark_names",
@@ -231,15 +233,17 @@ class TaskView:
         return self.to_rows()
 
 
-def _scored(cells: pl.DataFrame) -> pl.DataFrame:
-    """``model, score``: mean over all the task's cells, for models that have every one."""
+def _scored(cells: pl.DataFrame, *, higher_is_better: bool = True) -> pl.DataFrame:
+    """``model, score``: the mean over subsets of each subset's best split (MTEB's task-page
+    rule), for models that have every (split, subset) cell any model has."""
     need = cells.select("split", "subset").unique().height
-    return (
-        cells.group_by("model")
-        .agg(pl.col("score").sort().sum().alias("__sum"), pl.len().alias("__n"))
-        .filter(pl.col("__n") == need)
-        .select("model", (pl.col("__sum") / pl.col("__n")).alias("score"))
+    complete = cells.group_by("model").agg(pl.len().alias("__n")).filter(pl.col("__n") == need)
+    best = (
+        cells.join(complete.select("model"), on="model", how="semi")
+        .group_by("model", "subset")
+        .agg(pl.col("score").max() if higher_is_better else pl.col("score").min())
     )
+    return best.group_by("model").agg(pl.col("score").sort().mean())
 
 
 def task_view(
@@ -248,11 +252,14 @@ def task_view(
     *,
     benchmark: str | None = None,
     index: ScoringIndex | None = None,
+    metric_cells: pl.DataFrame | None = None,
 ) -> TaskView:
     """Scores of one task per model, with per-split/subset cells and the benchmarks using it.
 
-    ``benchmark`` counts only that benchmark's splits/subsets of the task.  Raises
-    UnknownTask, UnknownBenchmark.
+    ``benchmark`` counts only that benchmark's splits/subsets of the task; ``metric_cells``
+    (``model, split, subset, score``) scores another metric than the main one (the
+    benchmarks a model counts in still follow the main metric).  Raises UnknownTask,
+    UnknownBenchmark.
     """
     info = get_task(snapshot, task)
     containing = {
@@ -267,20 +274,22 @@ def task_view(
         entry = containing.get(benchmark)
         if entry is None:
             raise BadParameter("benchmark", benchmark, f"does not contain task {task!r}")
-    cells = cell_scores(snapshot, task, entry=entry, index=index)
-    scored = _scored(cells)
+    main_cells = cell_scores(snapshot, task, entry=entry, index=index)
+    cells = main_cells if metric_cells is None else metric_cells
+    scored = _scored(cells, higher_is_better=info.higher_is_better)
     key = pl.col("score") if info.higher_is_better else -pl.col("score")
     models = cells.select("model").unique()
     frame = (
         models.join(scored, on="model", how="left")
-        .with_columns(key.rank("min", descending=True).cast(pl.Int64).alias("rank"))
-        .sort("rank", "model", nulls_last=True)
+        .sort(key, "model", descending=[True, False], nulls_last=True)
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("rank"))
         .select("rank", "model", "score")
     )
     benchmarks_of: dict[str, list[str]] = {}
     for name, spec in containing.items():
         have = _scored(
-            cells if spec is entry else cell_scores(snapshot, task, entry=spec, index=index)
+            main_cells if spec is entry else cell_scores(snapshot, task, entry=spec, index=index),
+            higher_is_better=info.higher_is_better,
         )
         for model in have.get_column("model").to_list():
             benchmarks_of.setdefault(model, []).append(name)
