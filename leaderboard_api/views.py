@@ -41,7 +41,7 @@ def _int_or_none(value: float | None) -> int | None:
 
 
 def _zero_shot(value: float | None) -> int:
-    return -1 if value is None else round(value)
+    return -1 if value is None else int(value)  # truncated, as MTEB shows it
 
 
 #: Model extras ``model_fields`` serves under other names.

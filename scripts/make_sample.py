@@ -404,6 +404,54 @@ def tasks_catalog() -> list[dict[str, Any]]:
 SCORING = {"normalize": False, "rank_method": "borda", "rank_partial_last": True}
 SCORING |= {"default_sort": None, "bradley_terry": False}
 EMBED_AGGREGATIONS = ["mean_task", "mean_task_type", "task_types"]
+#: A custom grouping (MIEB-style): labelled task groups scored on their own; the second
+#: group counts only part of a task (its test split), so it is not a whole-task group.
+GROUPS = {
+    "custom_grouping": "Domain",
+    "groups": [
+        {
+            "label": "Retrieval",
+            "description": "The two retrieval tasks.",
+            "tasks": [
+                {"task": "ClaimCheckRetrieval", "splits": None, "subsets": None},
+                {"task": "RecipeQARetrieval", "splits": None, "subsets": None},
+            ],
+        },
+        {
+            "label": "Forums",
+            "description": "Tasks built from forum posts.",
+            "tasks": [
+                {"task": "ForumParaphraseSTS", "splits": ["test"], "subsets": ["default"]},
+                {"task": "ForumThreadClustering", "splits": None, "subsets": None},
+            ],
+        },
+    ],
+}
+#: Descriptive statistics of one task, shaped as MTEB exports them (split -> statistics).
+STATS = {
+    "NewsHeadlineSTS": {
+        "test": {
+            "num_samples": 1200,
+            "number_of_characters": 96000,
+            "unique_pairs": 1198,
+            "text1_statistics": {
+                "total_text_length": 48000,
+                "min_text_length": 12,
+                "average_text_length": 40.0,
+                "max_text_length": 120,
+                "unique_texts": 1190,
+            },
+            "text2_statistics": {
+                "total_text_length": 48000,
+                "min_text_length": 10,
+                "average_text_length": 40.0,
+                "max_text_length": 131,
+                "unique_texts": 1187,
+            },
+            "label_statistics": {"min_score": 0.0, "avg_score": 2.6, "max_score": 5.0},
+        }
+    }
+}
 #: The benchmarks; ``tasks`` lists task names (every split and subset counts) or
 #: ``[task, splits, subsets]``.  ``scoring`` holds changes to SCORING.
 BENCHMARKS = """[
@@ -416,18 +464,21 @@ BENCHMARKS = """[
    ["SupportTicketIntentClassification", ["test"], ["default"]],
    ["PaperAbstractClustering", ["test"], ["default"]],
    ["ForumThreadClustering", ["test"], ["default"]]],
-  "scoring": {"bradley_terry": true}, "aggregations": "embed", "show_zero_shot": true},
+  "scoring": {"bradley_terry": true}, "aggregations": "embed+groups", "show_zero_shot": true,
+  "aliases": ["TEB(eng)", "TEB"]},
  {"name": "TEB(eng, v0)", "display_name": "TEB English v0 (retired)", "hidden": true,
   "description": "The first, smaller English selection.",
   "tasks": ["ClaimCheckRetrieval", "NewsHeadlineSTS", "ProductReviewClassification",
-   "PaperAbstractClustering"], "aggregations": ["mean_task"], "show_zero_shot": false},
+   "PaperAbstractClustering"], "aggregations": ["mean_task"], "show_zero_shot": false,
+  "superseded_by": ["TEB(eng, v1)"]},
  {"name": "TEB(multi, v1)", "display_name": "TEB Multilingual v1",
   "reference": "https://example.com/teb",
   "description": "English, French and German subsets (Spanish reviews do not count).",
   "tasks": [["MultiFAQRetrieval", ["test"], ["eng", "fra", "deu"]],
    ["MultiNewsSTS", ["test"], ["eng", "fra", "deu", "eng-fra"]],
    ["MultiReviewClassification", ["test"], ["eng", "fra", "deu"]], "MultiTopicClustering"],
-  "aggregations": "embed", "show_zero_shot": true},
+  "aggregations": "embed", "show_zero_shot": true,
+  "language_view": ["eng-Latn", "fra-Latn", "deu-Latn"]},
  {"name": "OpenLLM(v1)", "display_name": "Open LLM v1",
   "description": "Scores rescaled so the random baseline is 0 and a perfect score 100.",
   "tasks": ["GradeSchoolMath", "SciQuizMC", "LogicGridPuzzles", "InstructionCompliance"],
@@ -456,6 +507,8 @@ def benchmarks_catalog() -> list[dict[str, Any]]:
         row |= {"tasks": tasks, "scoring": SCORING | spec.pop("scoring", {})}
         if spec.get("aggregations") == "embed":
             spec["aggregations"] = EMBED_AGGREGATIONS
+        elif spec.get("aggregations") == "embed+groups":
+            spec["aggregations"] = [*EMBED_AGGREGATIONS, GROUPS]
         rows.append(row | spec)
     return sorted(rows, key=lambda r: str(r["name"]))
 
@@ -499,6 +552,13 @@ def write_sample(out: Path) -> None:
     write_jsonl(tasks_catalog(), out / "tasks.jsonl")
     write_jsonl(benchmarks_catalog(), out / "benchmarks.jsonl")
     (out / "menu.json").write_text(json.dumps(json.loads(MENU), indent=2) + "\n", encoding="utf-8")
+    stats = out / "descriptive_stats"
+    if stats.is_dir():
+        shutil.rmtree(stats)
+    stats.mkdir()
+    for task, doc in STATS.items():
+        text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+        (stats / f"{task}.json").write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,7 @@ from leaderboard_api.dataset.sources import ResolvedSource, content_hash, resolv
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The content hash of the committed sample; changes only when the sample is regenerated.
-SAMPLE_ID = "sha256-414e862f4d58b27719f3152633a80116988fef8b"
+SAMPLE_ID = "sha256-93af1ef08d54476d88821597734a019658efb5c8"
 
 Rows = list[dict[str, Any]]
 

@@ -4,8 +4,9 @@ A benchmark declares them among its ``aggregations`` as
 ``{"custom_grouping": NAME, "groups": [{"label", "description", "tasks": [entry, ...]}]}``,
 each entry ``{"task", "splits", "subsets"}`` like a benchmark task.  A group's score is the
 mean of its entries' scores, missing when any entry is; an entry's score is the mean of the
-model's cells of that task within the entry's splits and subsets, missing unless the model
-has every such cell that the dataset has for any model.  An entry counting every split and
+model's cells of that task within the entry's splits and subsets (where the entry names
+none, the benchmark's own entry for the task decides), missing unless the model has every
+such cell that the dataset has for any model.  An entry counting every split and
 subset of its task (as the task's catalog ``eval_splits`` / ``hf_subsets`` name them, or with
 no restriction) is a *whole-task* member.
 """
@@ -108,11 +109,21 @@ def group_scores(
 ) -> pl.DataFrame:
     """``model, grouping, label, score`` for every complete group score, sorted."""
     frames = []
+    counted = {t.task: t for t in bench.tasks}
     for grouping in custom_groupings(bench, snapshot.tasks):
         for group in grouping.groups:
             per_entry: list[pl.DataFrame] = []
             for n, entry in enumerate(group.entries):
-                part = BenchmarkInfo(name=bench.name, tasks=[entry], scoring=bench.scoring)
+                # What an entry leaves open, the benchmark's own entry for the task decides.
+                own = counted.get(entry.task)
+                spec = BenchmarkTask(
+                    task=entry.task,
+                    splits=entry.splits if entry.splits is not None or own is None else own.splits,
+                    subsets=(
+                        entry.subsets if entry.subsets is not None or own is None else own.subsets
+                    ),
+                )
+                part = BenchmarkInfo(name=bench.name, tasks=[spec], scoring=bench.scoring)
                 cells = select_cells(snapshot, part, languages=languages, index=index)
                 if not cells.tasks:
                     per_entry = []

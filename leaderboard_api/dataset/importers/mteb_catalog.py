@@ -23,6 +23,7 @@ _SORT_KEYS = {
     "Mean (TaskType)": "mean_task_type",
     "Mean (Public)": "mean_public",
     "Mean (Private)": "mean_private",
+    "Mean (Subset)": "mean_subset",
 }
 
 
@@ -137,16 +138,23 @@ def _task_entry(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _benchmark_entry(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """One MTEB benchmark with the scoring MTEB's leaderboard applies to it: Borda over the
+    whole field with partial tasks counted, everyone ranked together; benchmarks that name
+    a summary sort column rank by position in that order (MIEB, ViDoRe); RTEB tables leave
+    private tasks out."""
     rest = dict(raw)
     sort_by = rest.get("summary_sort_column")
-    if isinstance(sort_by, list):
-        sort_by = sort_by[0] if sort_by else None
+    columns = sort_by if isinstance(sort_by, list) else [sort_by] if sort_by else []
+    keys = [_SORT_KEYS[c] for c in columns if c in _SORT_KEYS]
     scoring = {
         "normalize": False,
-        "rank_method": "mean" if rest.get("summary_rank_column") == "Rank (Mean Task)" else "borda",
-        "rank_partial_last": True,
-        "default_sort": _SORT_KEYS.get(sort_by, sort_by) if isinstance(sort_by, str) else None,
+        "rank_method": "borda",
+        "rank_partial_last": False,
+        "default_sort": keys[0] if keys else None,
         "bradley_terry": False,
+        "borda": "field",
+        "rank_by": keys or None,
+        "exclude_private": rest.get("class") == "RtebBenchmark",
     }
     tasks = [
         {"task": t["task"], "splits": t.get("splits"), "subsets": t.get("subsets")}
