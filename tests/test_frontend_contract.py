@@ -107,7 +107,8 @@ async def test_summary_rows_follow_the_frontend_rules(client: httpx.AsyncClient)
     assert all(r["meanTask"] is None for r in partial)
     unknown = [r for r in rows if r["zeroShotPct"] == -1]
     known = [r for r in rows if r["zeroShotPct"] >= 0]
-    assert unknown and known
+    assert unknown
+    assert known
     assert all(r["model"]["zeroShotPct"] == r["zeroShotPct"] for r in rows)
     # The declared custom grouping: complete groups only, keyed grouping -> label.
     grouped = [r for r in rows if r["scoresByCustomGroup"]]
@@ -166,19 +167,24 @@ async def test_descriptive_statistics(client: httpx.AsyncClient) -> None:
 async def test_list_filters_take_the_frontend_names(client: httpx.AsyncClient) -> None:
     every = await get(client, "/v1/tasks")
     sts = await get(client, "/v1/tasks", types="STS")
-    assert sts and {t["type"] for t in sts} == {"STS"}
+    assert sts
+    assert {t["type"] for t in sts} == {"STS"}
     two = await client.get("/v1/tasks?types=STS&types=Clustering")
     assert {t["type"] for t in two.json()} == {"STS", "Clustering"}
     assert await get(client, "/v1/tasks", types="STS,Clustering") == two.json()
     french = await get(client, "/v1/tasks", languages="fra")
-    assert french and all(any(x.startswith("fra") for x in t["languages"]) for t in french)
+    assert french
+    assert all(any(x.startswith("fra") for x in t["languages"]) for t in french)
     assert len(french) < len(every)
     models = await get(client, "/v1/models")
     tuned = await get(client, "/v1/models", model_types="instruction-tuned")
-    assert tuned and all("instruction-tuned" in m["modelTypes"] for m in tuned)
+    assert tuned
+    assert all("instruction-tuned" in m["modelTypes"] for m in tuned)
     assert all(m["modelType"] == m["modelTypes"][0] for m in tuned)
     open_ = await get(client, "/v1/models", open_weights="true")
-    assert open_ and all(m["openWeights"] for m in open_) and len(open_) < len(models)
+    assert open_
+    assert all(m["openWeights"] for m in open_)
+    assert len(open_) < len(models)
     for path in ("/v1/tasks?typo=1", "/v1/models?modelType=dense", "/v1/benchmarks?hidden=1"):
         refused = await client.get(path)
         assert refused.status_code == 422, path
@@ -195,7 +201,8 @@ async def test_other_metrics_on_demand(client: httpx.AsyncClient) -> None:
     refused = await client.get("/v1/tasks/ClaimCheckRetrieval/scores?metric=nope")
     assert refused.status_code == 422
     detail = refused.json()["detail"]
-    assert "metric" in detail and "available" in detail
+    assert "metric" in detail
+    assert "available" in detail
     other = detail.split("available: ")[1].rstrip(")").split(", ")[0]
     alt = await get(client, "/v1/tasks/ClaimCheckRetrieval/scores", metric=other)
     assert {r["model"]["name"] for r in alt["rows"]} <= {r["model"]["name"] for r in main["rows"]}
@@ -229,4 +236,5 @@ async def test_mteb_sample_serves_the_declared_types(mteb_dataset: Path) -> None
         assert alias.headers["etag"] == canonical.headers["etag"]
         sts = await get(c, "/v1/tasks/STS12/scores")
         flags = {r["trainedOn"] for r in sts["rows"]}
-        assert flags <= {True, False, None} and len(flags) > 1
+        assert flags <= {True, False, None}
+        assert len(flags) > 1
