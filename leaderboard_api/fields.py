@@ -69,7 +69,8 @@ def model_fields(model: ModelInfo) -> dict[str, Any]:
     """The fields every model object shares (``ModelBriefOut``'s), from the catalog entry."""
 
     def billions(value: float | None) -> float | None:
-        return None if value is None else value / 1e9
+        # MTEB shows parameter counts in billions to the nearest million.
+        return None if value is None else round(value / 1e9, 3)
 
     more = model.extras()
     kinds = model_types(model)
@@ -83,7 +84,7 @@ def model_fields(model: ModelInfo) -> dict[str, Any]:
         "url": model.reference,
         "zero_shot_pct": -1,
         "total_params_b": billions(model.n_parameters),
-        "active_params_b": billions(active if active is not None else model.n_parameters),
+        "active_params_b": billions(active),
         "embedding_dim": model.embed_dim,
         "max_tokens": model.max_tokens,
         "release_date": None if model.release_date is None else str(model.release_date),

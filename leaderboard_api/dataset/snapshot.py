@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import polars as pl
 
@@ -20,6 +21,8 @@ from leaderboard_api.dataset.contract import (
 )
 from leaderboard_api.dataset.metric_store import MetricStore
 from leaderboard_api.dataset.revisions import resolve_revisions
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -62,6 +65,14 @@ class Snapshot:
     #: Where the dataset's files are (descriptive statistics are read from there on demand).
     root: str | None = None
     _by_rule: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
+    _derived: dict[str, object] = field(default_factory=dict, repr=False)
+
+    def derived(self, key: str, make: Callable[[Snapshot], T]) -> T:
+        """A value computed from this snapshot once (``make`` must be pure and cheap to
+        repeat: two threads asking at once may both compute it)."""
+        if key not in self._derived:
+            self._derived[key] = make(self)
+        return self._derived[key]  # type: ignore[return-value]
 
     @property
     def revision_rule(self) -> RevisionRule:

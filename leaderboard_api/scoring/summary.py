@@ -29,6 +29,7 @@ from leaderboard_api.scoring.ranking import (
 )
 from leaderboard_api.scoring.ratings import Ratings, bradley_terry
 from leaderboard_api.scoring.rowkeys import split_key
+from leaderboard_api.scoring.training import widened_training
 from leaderboard_api.scoring.tasks import (
     BenchmarkCells,
     ScoringIndex,
@@ -218,8 +219,9 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _billions(value: float | None) -> float | None:
+    """A parameter count in billions, to the nearest million (as MTEB shows it)."""
     value = no_nan(value)
-    return None if value is None else value / 1e9
+    return None if value is None else round(value / 1e9, 3)
 
 
 def _nested(frame: pl.DataFrame, key: str, value: str) -> dict[str, dict[str, Any]]:
@@ -278,7 +280,11 @@ def benchmark_summary(
         frame = rank_by_columns(frame, list(info.scoring.rank_by))
     revisions = dict(models.select("model", pl.col("model_revision").cast(pl.String)).iter_rows())
     meta = metadata_frame(
-        snapshot.models, frame.get_column("model").to_list(), cells.tasks, revisions
+        snapshot.models,
+        frame.get_column("model").to_list(),
+        cells.tasks,
+        revisions,
+        training=widened_training(snapshot),
     )
     frame = frame.join(meta, on="model", how="left").sort("rank", "model")
     types = tuple(sorted(set(table.get_column("type").to_list())))
@@ -419,11 +425,14 @@ def metadata_frame(
     names: Sequence[str],
     tasks: Sequence[str],
     revisions: Mapping[str, str | None],
+    *,
+    training: Mapping[str, frozenset[str] | None] | None = None,
 ) -> pl.DataFrame:
     """Model metadata columns (``METADATA_SCHEMA``) for ``names``, with the zero-shot figure.
 
     ``zero_shot_pct = 100 - 100 * |training tasks among tasks| / |tasks|``; unknown (null)
-    when the model's ``training_datasets`` is unknown or there are no tasks.
+    when the model's training data is unknown or there are no tasks.  ``training`` gives
+    each model's (widened, see ``training.py``) training tasks; by default the catalog's.
     """
     columns: dict[str, list[Any]] = {"model": list(names)}
     for key in METADATA_SCHEMA:
@@ -432,7 +441,7 @@ def metadata_frame(
     for name in names:
         base, _ = split_key(name)
         info = models.get(base) or ModelInfo(name=base)
-        trained = info.training_datasets
+        trained = info.training_datasets if training is None else training.get(base)
         known = None if trained is None else set(trained)
         overlap = None if known is None else [t for t in tasks if t in known]
         zero_shot = (
