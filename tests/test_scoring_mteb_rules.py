@@ -19,7 +19,7 @@ from tests.conftest import MakeSnapshot, bench, cell, write_dataset
 
 def test_version_order() -> None:
     ordered = ["nonsense", "1.2", "1.12.3.dev0", "1.12.3", "1.12.10", "2.0.0"]
-    assert sorted(reversed(ordered), key=version_key) == ordered
+    assert sorted(ordered[::-1], key=version_key) == ordered
     assert version_key("1.2.0") == version_key("1.2")
 
 
@@ -131,7 +131,7 @@ def test_rank_by_and_declared_means(make_snapshot: MakeSnapshot) -> None:
         cell("b", "Priv", 0.3),
         cell("c", "Pub", 0.1),
     ]
-    tasks = [{"name": "Pub"}, {"name": "Priv", "is_public": False}]
+    tasks: list[dict[str, Any]] = [{"name": "Pub"}, {"name": "Priv", "is_public": False}]
     benchmarks = [
         bench("ByMean", ["Pub", "Priv"], rank_by=["mean_task", "mean_public"]),
         bench("PublicOnly", ["Pub", "Priv"], exclude_private=True),
@@ -146,21 +146,21 @@ def test_rank_by_and_declared_means(make_snapshot: MakeSnapshot) -> None:
 
 def test_widened_training(make_snapshot: MakeSnapshot) -> None:
     rows = [cell("base", "T", 0.5), cell("child", "T", 0.5), cell("free", "T", 0.5)]
-    tasks = [
+    tasks: list[dict[str, Any]] = [
         {"name": "T"},
         {"name": "THard", "adapted_from": ["T"]},
         {"name": "TOld", "superseded_by": "T"},
         {"name": "Other"},
     ]
-    models = [
+    models: list[dict[str, Any]] = [
         {"name": "base", "training_datasets": ["T"]},
         {"name": "child", "training_datasets": ["Other"], "adapted_from": "base"},
         {"name": "free"},
     ]
     snap = make_snapshot(rows, tasks=tasks, models=models)
     wide = widened_training(snap)
-    assert wide["base"] == {"T", "THard", "TOld"}
-    assert wide["child"] == {"Other", "T", "THard", "TOld"}
+    assert wide["base"] == frozenset({"T", "THard", "TOld"})
+    assert wide["child"] == frozenset({"Other", "T", "THard", "TOld"})
     assert wide["free"] is None
     summary = benchmark_summary(snap, "all").rows()
     zero = {r["model"]: r["zero_shot_pct"] for r in summary}

@@ -29,7 +29,6 @@ from leaderboard_api.scoring.ranking import (
 )
 from leaderboard_api.scoring.ratings import Ratings, bradley_terry
 from leaderboard_api.scoring.rowkeys import split_key
-from leaderboard_api.scoring.training import widened_training
 from leaderboard_api.scoring.tasks import (
     BenchmarkCells,
     ScoringIndex,
@@ -38,6 +37,7 @@ from leaderboard_api.scoring.tasks import (
     task_scores,
     task_table,
 )
+from leaderboard_api.scoring.training import widened_training
 
 #: Model metadata columns of a summary: name -> dtype.
 METADATA_SCHEMA: dict[str, pl.DataType] = {
