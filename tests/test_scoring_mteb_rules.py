@@ -19,7 +19,8 @@ from tests.conftest import MakeSnapshot, bench, cell, write_dataset
 
 def test_version_order() -> None:
     ordered = ["nonsense", "1.2", "1.12.3.dev0", "1.12.3", "1.12.10", "2.0.0"]
-    assert sorted(ordered[::-1], key=version_key) == ordered
+    shuffled = ["1.12.10", "2.0.0", "1.2", "nonsense", "1.12.3", "1.12.3.dev0"]
+    assert sorted(shuffled, key=version_key) == ordered
     assert version_key("1.2.0") == version_key("1.2")
 
 
