@@ -58,6 +58,19 @@ def lang_code(code: str) -> str:
     return code.split("-", 1)[0]
 
 
+def benchmark_languages(bench: BenchmarkInfo, tasks: Mapping[str, TaskInfo]) -> set[str]:
+    """The languages a benchmark evaluates: each task entry's own (``languages_iso639_3``,
+    as MTEB exports the languages of the subsets a benchmark keeps), else the task's."""
+    out: set[str] = set()
+    for entry in bench.tasks:
+        own = entry.extras().get("languages_iso639_3")
+        if isinstance(own, list) and own:
+            out.update(lang_code(str(code)) for code in own)
+        elif entry.task in tasks:
+            out.update(lang_code(code) for code in tasks[entry.task].languages)
+    return out
+
+
 def model_types(model: ModelInfo) -> list[str]:
     value = model.model_type
     if value is None:

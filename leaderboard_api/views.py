@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+from pydantic.alias_generators import to_camel
 
 from leaderboard_api import fields as f
 from leaderboard_api import schemas
@@ -46,14 +47,21 @@ def _zero_shot(value: float | None) -> int:
 
 #: Model extras ``model_fields`` serves under other names.
 _MODEL_SOURCES = frozenset({"use_instructions", "openness", "openness_score", "variants"})
+#: Model extras the frontend reads as text (some catalogs hold booleans or objects there).
+_MODEL_TEXT = ("public_training_code", "public_training_data", "adapted_from", "superseded_by")
 
 
 def model_out(model: ModelInfo, *, num_benchmarks: int | None = None) -> schemas.ModelOut:
+    more = f.extras(model, skip=_MODEL_SOURCES)
+    for key in _MODEL_TEXT:
+        camel = to_camel(key)
+        if more.get(camel) is not None and not isinstance(more[camel], str):
+            more[camel] = str(more[camel])
     return schemas.ModelOut(
         **f.model_fields(model),
         training_datasets=model.training_datasets,
         num_benchmarks=num_benchmarks,
-        **f.extras(model, skip=_MODEL_SOURCES),
+        **more,
     )
 
 
@@ -163,7 +171,7 @@ class Views:
     def _benchmark_out(self, bench: BenchmarkInfo, cls: type[Any] = schemas.BenchmarkOut) -> Any:
         tasks = [self.snapshot.tasks.get(t.task) or TaskInfo(name=t.task) for t in bench.tasks]
         extras = bench.extras()
-        langs = sorted({f.lang_code(lang) for t in tasks for lang in t.languages})
+        langs = sorted(f.benchmark_languages(bench, self.snapshot.tasks))
         summary = self.summary(bench.name)
         groupings = self.custom_groupings(bench)
         aggregations = [

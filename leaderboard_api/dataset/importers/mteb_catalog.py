@@ -157,7 +157,17 @@ def _benchmark_entry(raw: Mapping[str, Any]) -> dict[str, Any]:
         "exclude_private": rest.get("class") == "RtebBenchmark",
     }
     tasks = [
-        {"task": t["task"], "splits": t.get("splits"), "subsets": t.get("subsets")}
+        {
+            "task": t["task"],
+            "splits": t.get("splits"),
+            "subsets": t.get("subsets"),
+            # The languages of the subsets the benchmark keeps (its language count).
+            **(
+                {"languages_iso639_3": t["languages_iso639_3"]}
+                if t.get("languages_iso639_3")
+                else {}
+            ),
+        }
         for t in rest.pop("tasks", None) or []
     ]
     entry = {
