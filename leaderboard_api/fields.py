@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from pydantic.alias_generators import to_camel
 
@@ -157,6 +158,15 @@ TASK_FIELD_SOURCES = frozenset(
         "sample_creation",
     }
 )
+
+
+def icon_path(bench: BenchmarkInfo) -> str | None:
+    """The icon to show: a URL icon through this service's ``/v1/icon`` proxy (the browser
+    never contacts the icon's host), text or emoji icons as they are."""
+    icon = bench.icon
+    if icon and icon.lower().startswith(("http://", "https://")):
+        return f"/v1/icon/{quote(bench.name, safe='')}"
+    return icon
 
 
 def new_version(bench: BenchmarkInfo) -> list[str] | None:

@@ -103,7 +103,10 @@ class CustomGroupingOut(Schema):
 class BenchmarkOut(Schema):
     name: str
     display_name: str
+    #: Text or emoji, or ``/v1/icon/{name}`` (this service's proxy) for a URL icon.
     icon: str | None = None
+    #: The icon's own URL when ``icon`` goes through the proxy.
+    icon_source: str | None = None
     description: str | None = None
     reference: str | None = None
     citation: str | None = None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
+import socket
 import sys
 
 import uvicorn
 
 from leaderboard_api.app import create_app
+from leaderboard_api.draining import Drain
 from leaderboard_api.observability.logs import setup_logging
 from leaderboard_api.settings import Settings
 
@@ -31,13 +34,55 @@ def _loop_and_http() -> tuple[str, str]:
     return loop, http
 
 
-def run_server(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight requests finish before the process exits."""
+#: Seconds in-flight requests get to finish after SIGTERM (Kubernetes waits 30 s by default
+#: before SIGKILL).
+GRACE_SECONDS = 30.0
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, ending what cannot finish within the grace period cleanly.
+
+    Shortly before the grace period ends, requests still waiting for their response get
+    a 503 problem+json (see :class:`~leaderboard_api.draining.Drain`), then connections
+    still writing a response (a client that stopped reading) are closed. uvicorn's own
+    fallback at the end of the period, cancelling tasks, would log tracebacks and send
+    plain-text 500s; with both steps done first it finds nothing left to cancel.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, drain: Drain, grace: float) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self.grace = grace
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        margin = min(1.0, self.grace / 4)
+        self.drain.begin(within=self.grace - margin)
+        asyncio.get_running_loop().call_later(self.grace - margin / 2, self._close_unfinished)
+        await super().shutdown(sockets)
+
+    def _close_unfinished(self) -> None:
+        closed = 0
+        for connection in list(self.server_state.connections):
+            # Both of uvicorn's HTTP protocols keep the current request cycle and transport.
+            cycle = getattr(connection, "cycle", None)
+            transport = getattr(connection, "transport", None)
+            if cycle is None or transport is None:
+                continue
+            if cycle.response_started and not cycle.response_complete:
+                transport.close()
+                closed += 1
+        if closed:
+            log.warning("shutdown: closed %d connection(s) still being written to", closed)
+
+
+def run_server(settings: Settings, *, grace_seconds: float = GRACE_SECONDS) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests get ``grace_seconds`` to finish."""
     setup_logging(fmt=settings.log_format, level=settings.log_level)
     app = create_app(settings)
+    drain = Drain(app)
     loop, http = _loop_and_http()
     config = uvicorn.Config(
-        app,
+        drain,
         host=settings.host,
         port=settings.port,
         loop=loop,
@@ -46,9 +91,14 @@ def run_server(settings: Settings) -> None:
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_graceful_shutdown=30,
+        # uvicorn's own limit is a backstop: GracefulServer ends everything before it.
+        timeout_graceful_shutdown=int(grace_seconds) + 1,
+        # Clients that pause between requests (a static-site build crawling thousands of
+        # pages, a CDN) reuse idle connections; uvicorn's 5 s default closes them under
+        # those clients' feet, and a request sent on a just-closed socket fails.
+        timeout_keep_alive=75,
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config, drain=drain, grace=grace_seconds)
     failed: list[Exception] = []
 
     def fatal(exc: Exception) -> None:

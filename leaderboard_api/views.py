@@ -184,7 +184,8 @@ class Views:
         fields: dict[str, Any] = {
             "name": bench.name,
             "display_name": bench.display_name or bench.name,
-            "icon": bench.icon,
+            "icon": f.icon_path(bench),
+            "icon_source": bench.icon if f.icon_path(bench) != bench.icon else None,
             "description": bench.description,
             "reference": bench.reference,
             "citation": bench.citation,
