@@ -106,7 +106,14 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if args.kind == "mteb":
         from leaderboard_api.dataset.importers.mteb import import_mteb
 
-        report = import_mteb(source, out=out, catalog=args.catalog, progress=progress)
+        report = import_mteb(
+            source,
+            out=out,
+            catalog=args.catalog,
+            progress=progress,
+            main_only=args.main_only,
+            jobs=args.jobs,
+        )
     elif args.kind == "openllm":
         from leaderboard_api.dataset.importers.openllm import import_openllm
 
@@ -171,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("source", help="the raw results (folder or file)")
     imp.add_argument("--out", required=True, help="dataset directory to write")
     imp.add_argument("--catalog", type=Path, help="mteb: catalog folder (tasks, benchmarks, menu)")
+    imp.add_argument(
+        "--main-only", action="store_true", help="mteb: keep only each task's main metric"
+    )
+    imp.add_argument(
+        "--jobs", type=int, help="mteb: parallel worker processes (default: the number of CPUs)"
+    )
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=_cmd_import)
 

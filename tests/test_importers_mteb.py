@@ -99,7 +99,7 @@ def test_every_sample_file_is_imported(imported: Imported) -> None:
     df = imported.results
     assert df["model_name"].n_unique() == 28
     assert df.select("model_name", "model_revision").n_unique() == 43  # 7 hold only metadata
-    assert report.written["results/mteb.parquet"] == df.height
+    assert report.written["results/*.parquet (28 files)"] == df.height  # one per model folder
     text = report.render()
     assert "1614 result files" in text
     assert "skipped: 0" in text
@@ -187,7 +187,9 @@ def test_reimport_is_byte_identical_and_accepts_the_results_folder(
 ) -> None:
     again = tmp_path / "again"
     import_mteb(SAMPLE / "results", out=again, catalog=CATALOG)
-    for name in ["results/mteb.parquet", "models.jsonl", "tasks.jsonl", "benchmarks.jsonl"]:
+    parquet = sorted(p.relative_to(again).as_posix() for p in again.glob("results/*.parquet"))
+    assert len(parquet) == 28
+    for name in [*parquet, "models.jsonl", "tasks.jsonl", "benchmarks.jsonl", "dataset.json"]:
         assert (again / name).read_bytes() == (imported.out / name).read_bytes(), name
     assert (again / "menu.json").read_bytes() == (imported.out / "menu.json").read_bytes()
 
@@ -247,21 +249,23 @@ def test_odd_files_are_skipped_and_counted(
     (model / "README.md").write_text("model notes")
     (root / "paths.json").write_text("{}")
     out = tmp_path / "out"
-    report = import_mteb(tmp_path / "repo", out=out, progress=True)
+    report = import_mteb(tmp_path / "repo", out=out, progress=True, jobs=1)
     assert report.imported["result files"] == 6
     assert report.imported["model_meta files"] == 1
+    assert report.imported["variant result files"] == 1  # experiments/<name>/ is a variant
     assert dict(report.skipped) == {
-        "experiment variant": 1,
         "not a JSON file": 1,
         "invalid JSON": 1,
         "not an MTEB result file": 1,
         "file in an unexpected subfolder": 1,
         "file outside a revision folder": 2,
     }
-    assert "experiment variant: 1 (e.g. openai__text-embedding-3-small/1/experiments" in (
+    assert "file in an unexpected subfolder: 1 (e.g. openai__text-embedding-3-small/1/deeper" in (
         report.render()
     )
-    assert set(read_contract(out)["model_revision"].unique()) == {"1", "2"}
+    df = read_contract(out)
+    assert set(df["model_revision"].unique()) == {"1", "2"}
+    assert set(df["variant"].drop_nulls()) == {"no-prompt"}
     assert "mteb" in capsys.readouterr().err  # the progress bar
 
 
@@ -301,7 +305,8 @@ def test_convert_catalog_only(tmp_path: Path) -> None:
     assert benchmarks["MTEB(eng, v2)"].hidden  # not in the home menu of this mteb version
     assert len(benchmarks["MTEB(eng, v2)"].tasks) == 41
     vidore = benchmarks["ViDoRe(v3)"].scoring
-    assert (vidore.rank_method, vidore.default_sort) == ("mean", "mean_task")
+    # MTEB's leaderboard ranks every benchmark by field Borda; ViDoRe sorts by its means.
+    assert (vidore.rank_method, vidore.default_sort) == ("borda", "mean_task")
     menu = [MenuEntry.model_validate(g) for g in json.loads((tmp_path / "menu.json").read_text())]
     assert [g.name for g in menu] == ["Language", "Modality", "Retrieval", "Domain"]
     assert menu[0].children[0].benchmark == "MTEB(cmn, v1)"  # type: ignore[union-attr]

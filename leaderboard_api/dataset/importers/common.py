@@ -222,12 +222,14 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_results(df: pl.DataFrame, path: Path) -> int:
+def write_results(
+    df: pl.DataFrame, path: Path, *, statistics: bool = True, compression: str = "zstd"
+) -> int:
     """Write a results frame as parquet, atomically (the same frame gives the same bytes)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        df.write_parquet(tmp, compression="zstd", statistics=True)
+        df.write_parquet(tmp, compression=compression, statistics=statistics)  # type: ignore[arg-type]
         _replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -313,6 +315,16 @@ def parse_float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(number) else number
+
+
+def parse_finite(value: Any) -> float | None:
+    """``parse_float`` without the infinities: ``None`` for ``±inf`` too.
+
+    Scores must be finite (the dataset contract refuses ``±inf``), so an importer that
+    reads scores with this writes only what ``validate`` accepts.
+    """
+    number = parse_float(value)
+    return number if number is None or math.isfinite(number) else None
 
 
 def loads_json(raw: bytes | str) -> Any:

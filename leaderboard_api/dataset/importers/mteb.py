@@ -11,79 +11,59 @@ folder (``source`` may be the repository or its ``results`` folder). Decisions:
   ``main_score`` keeps its metric of that name, and when even that is missing it has no main row
   (counted, never guessed). Without a catalog the main metric is called ``main_score``.
 - Legacy entries carry no languages; with a catalog they get the task's languages for the subset.
-- ``<revision>/experiments/...`` folders are variants of a model, not its scores: they are skipped
-  and counted as ``experiment variant``.
+- ``<revision>/experiments/<name>/<Task>.json`` are variants of the model: rows with
+  ``variant = <name>``; the model's entry lists ``variants`` with their ``experiment_kwargs``.
 - Model name: ``name`` in the revision's ``model_meta.json``, else the folder name with ``__`` ->
   ``/``; revision: the folder name, odd ones (``external``, ``1``) included.
 - ``models.jsonl``: catalog entry over the ``model_meta.json`` of the revision matching the
   catalog (else the one with most results); ``revisions`` lists the folders with results.
+- One results file per model folder (``results/<folder>.parquet``), parsed in parallel; a
+  manifest lets a re-import parse only what changed (see ``mteb_output``).
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
+import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from leaderboard_api.dataset.contract import RESULTS_DIR, DatasetError
-from leaderboard_api.dataset.importers.common import (
-    ImportReport,
-    ResultRows,
-    loads_json,
-    parse_float,
-    prepare_out,
-    progress_bar,
-    write_catalogs,
-    write_results,
-)
+from leaderboard_api.dataset.importers.common import ImportReport, write_catalogs
 from leaderboard_api.dataset.importers.mteb_catalog import (
     MAIN_SCORE,
-    TaskMeta,
+    MtebCatalog,
     convert_mteb_catalog,
     load_catalog,
-    model_entry,
+)
+from leaderboard_api.dataset.importers.mteb_folder import FolderJob, ParseSettings, SourceFile
+from leaderboard_api.dataset.importers.mteb_models import Revision, models
+from leaderboard_api.dataset.importers.mteb_output import (
+    Staging,
+    Workers,
+    check_out,
+    copy_descriptive_stats,
+    write_dataset_file,
+)
+from leaderboard_api.dataset.importers.mteb_parse import METRIC_GROUPS, SCHEMA
+from leaderboard_api.dataset.importers.mteb_scan import (
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    Tree,
+    load_manifest,
+    read_metas,
+    results_root,
+    scan,
+    write_manifest,
 )
 
-__all__ = ["EXTRA_COLUMNS", "METRIC_GROUPS", "RESULTS_FILE", "convert_mteb_catalog", "import_mteb"]
+__all__ = ["METRIC_GROUPS", "SCHEMA", "convert_mteb_catalog", "import_mteb"]
 
-RESULTS_FILE = "mteb.parquet"
-#: Legacy metric groups and the prefix their metrics carry in the current format.
-METRIC_GROUPS = {
-    "cos_sim": "cosine",
-    "cosine": "cosine",
-    "euclidean": "euclidean",
-    "manhattan": "manhattan",
-    "dot": "dot",
-    "max": "max",
-    "similarity": "similarity",
-}
-EXTRA_COLUMNS: dict[str, pl.DataType] = {
-    "evaluation_time": pl.Float64(),
-    "mteb_version": pl.String(),
-    "dataset_revision": pl.String(),
-}
-_NOT_METRICS = frozenset(
-    {"hf_subset", "languages", "main_score", "evaluation_time", "mteb_version"}
-)
-_LEGACY_META = frozenset(
-    {"mteb_dataset_name", "mteb_version", "dataset_revision", "evaluation_time"}
-)
-Entry = tuple[str, str, Any, Mapping[str, Any]]  # split, subset, languages, scores
-
-
-@dataclass(slots=True)
-class _Revision:
-    folder: str
-    model_name: str
-    meta: dict[str, Any] | None
-    files: list[Path]
-    imported: int = 0
+#: Bumped whenever parsing changes what a file yields: a manifest of another version is ignored.
+PARSER_VERSION = "mteb-import/2"
 
 
 def import_mteb(
@@ -93,6 +73,7 @@ def import_mteb(
     catalog: Path | None = None,
     progress: bool = False,
     main_only: bool = False,
+    jobs: int | None = None,
 ) -> ImportReport:
     """Import an MTEB results tree into the dataset directory ``out``.
 
@@ -101,263 +82,227 @@ def import_mteb(
     source
         The results repository (holding ``results/``) or its ``results`` folder.
     out
-        Dataset directory to write (``results/mteb.parquet`` and the catalog files).
+        Dataset directory to write (``results/<folder>.parquet``, catalogs, ``dataset.json``).
+        A previous import there is updated: only files added, changed or removed are read.
     catalog
         The exported MTEB catalog (``tasks.jsonl``, ``benchmarks.jsonl``, ``menu.json``,
-        ``models.jsonl``); gives main metrics, languages, benchmarks, menu and model metadata.
+        ``models.jsonl``, optionally ``descriptive_stats/``).
     progress
         Show a progress bar on stderr.
     main_only
-        Write only the main-metric rows (for very large trees).
+        Write only the main-metric rows.
+    jobs
+        Worker processes parsing model folders (default: the number of CPUs; 1: in-process).
+
+    Raises
+    ------
+    DatasetError
+        When the source, the catalog or the output directory is unusable, or no result file
+        could be read. The previous output is then left as it was.
     """
     started = time.perf_counter()
     report = ImportReport("mteb", str(source), str(out))
     cat = load_catalog(catalog) if catalog is not None else None
-    tasks_meta = cat.meta if cat else {}
-    revisions = _scan(_results_root(source), report)
-    results_dir = prepare_out(out, results_file=RESULTS_FILE)
-    rows = ResultRows(EXTRA_COLUMNS)
-    seen: set[str] = set()
-    work = [(rev, path) for rev in revisions for path in rev.files]
-    for rev, path in progress_bar(work, enabled=progress, desc="mteb"):
-        task = _import_file(
-            path, rev=rev, rows=rows, tasks=tasks_meta, report=report, main_only=main_only
+    parse = ParseSettings(cat.meta if cat else {}, main_only)
+    with Workers(jobs or os.cpu_count() or 1, parse) as workers:
+        _import(
+            source,
+            out=out,
+            catalog=catalog,
+            cat=cat,
+            workers=workers,
+            report=report,
+            progress=progress,
         )
-        if task is not None:
-            seen.add(task)
-            rev.imported += 1
-    report.count("model_meta files", sum(r.meta is not None for r in revisions))
-    report.count("revision folders", len(revisions))
-    report.note("NaN scores written as null", rows.nan_scores)
-    report.written[f"{RESULTS_DIR}/{RESULTS_FILE}"] = write_results(
-        rows.frame(), results_dir / RESULTS_FILE
-    )
-    report.note("duplicate rows dropped", rows.duplicates)
-    unknown = sorted(seen - tasks_meta.keys())
-    if cat is not None:
-        report.note("tasks not in the catalog (main metric 'main_score')", len(unknown))
-    write_catalogs(
-        out,
-        report,
-        models=_models(revisions, cat.models if cat else {}),
-        tasks=(cat.tasks if cat else [])
-        + [{"name": t, "main_metric": MAIN_SCORE} for t in unknown],
-        benchmarks=cat.benchmarks if cat else None,
-        menu=cat.menu if cat else None,
-    )
     report.seconds = time.perf_counter() - started
     return report
 
 
-# -- the results tree --------------------------------------------------------------------------
-
-
-def _results_root(source: Path) -> Path:
-    if not source.is_dir():
-        msg = "not a directory"
-        hint = "pass the MTEB results repository or its results/ folder"
-        raise DatasetError(msg, file=str(source), hint=hint)
-    nested = source / RESULTS_DIR
-    return nested if nested.is_dir() else source
-
-
-def _scan(root: Path, report: ImportReport) -> list[_Revision]:
-    revisions: list[_Revision] = []
-    for model_dir in sorted(root.iterdir()):
-        if not model_dir.is_dir():
-            report.skip("file outside a revision folder", model_dir.name)
-            continue
-        for rev_dir in sorted(model_dir.iterdir()):
-            if not rev_dir.is_dir():
-                report.skip("file outside a revision folder", f"{model_dir.name}/{rev_dir.name}")
-                continue
-            meta: dict[str, Any] | None = None
-            files: list[Path] = []
-            for path in sorted(p for p in rev_dir.rglob("*") if not p.is_dir()):
-                rel = path.relative_to(root).as_posix()
-                parts = path.relative_to(rev_dir).parts
-                if parts[0] == "experiments":
-                    report.skip("experiment variant", rel)
-                elif len(parts) > 1:
-                    report.skip("file in an unexpected subfolder", rel)
-                elif path.suffix != ".json":
-                    report.skip("not a JSON file", rel)
-                elif path.name == "model_meta.json":
-                    meta = _read_meta(path, rel, report)
-                else:
-                    files.append(path)
-            name = meta.get("name") if meta else None
-            model_name = (
-                name if isinstance(name, str) and name else model_dir.name.replace("__", "/")
-            )
-            revisions.append(_Revision(rev_dir.name, model_name, meta, files))
-    if not revisions:
-        msg = "no <model>/<revision>/ folders found"
-        raise DatasetError(
-            msg, file=str(root), hint="expected results/<org>__<model>/<revision>/<Task>.json"
-        )
-    return revisions
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        return loads_json(path.read_bytes())
-    except ValueError:
-        return None
-
-
-def _read_meta(path: Path, rel: str, report: ImportReport) -> dict[str, Any] | None:
-    data = _load_json(path)
-    if not isinstance(data, dict):
-        report.skip("invalid JSON", rel)
-        return None
-    return data
-
-
-def _entries(data: Mapping[str, Any]) -> tuple[str, list[Entry], float | None] | None:
-    """Task name, (split, subset, languages, scores) entries and evaluation time of one file."""
-    scores = data.get("scores")
-    if isinstance(scores, dict) and isinstance(data.get("task_name"), str):
-        entries: list[Entry] = [
-            (str(split), str(item.get("hf_subset", "default")), item.get("languages"), item)
-            for split, items in scores.items()
-            if isinstance(items, list)
-            for item in items
-            if isinstance(item, dict)
-        ]
-        return data["task_name"], entries, parse_float(data.get("evaluation_time"))
-    if not isinstance(data.get("mteb_dataset_name"), str):
-        return None
-    entries, total = [], None
-    for split, value in data.items():
-        if split in _LEGACY_META or not isinstance(value, dict):
-            continue
-        seconds = parse_float(value.get("evaluation_time"))
-        total = seconds if total is None else total + (seconds or 0.0)
-        subsets = [
-            k
-            for k, v in value.items()
-            if isinstance(v, dict) and k not in METRIC_GROUPS and k != "v_measures"
-        ]
-        if subsets:
-            entries.extend((split, subset, None, value[subset]) for subset in subsets)
-        else:
-            entries.append((split, "default", None, value))
-    return data["mteb_dataset_name"], entries, total
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _metrics(scores: Mapping[str, Any]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for key, value in scores.items():
-        if key in _NOT_METRICS:
-            continue
-        if isinstance(value, dict):
-            prefix = METRIC_GROUPS.get(key, key)
-            out.update({f"{prefix}_{k}": float(v) for k, v in value.items() if _is_number(v)})
-        elif _is_number(value):
-            out[key] = float(value)
-    return out
-
-
-def _same(a: float | None, b: float | None) -> bool:
-    a_missing, b_missing = a is None or math.isnan(a), b is None or math.isnan(b)
-    if a is None or b is None or a_missing or b_missing:
-        return a_missing and b_missing
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-
-
-def _import_file(
-    path: Path,
+def _import(
+    source: Path,
     *,
-    rev: _Revision,
-    rows: ResultRows,
-    tasks: Mapping[str, TaskMeta],
+    out: Path,
+    catalog: Path | None,
+    cat: MtebCatalog | None,
+    workers: Workers,
     report: ImportReport,
-    main_only: bool,
-) -> str | None:
-    rel = f"{path.parent.parent.name}/{rev.folder}/{path.name}"
-    data = _load_json(path)
-    if not isinstance(data, dict):
-        report.skip("invalid JSON", rel)
-        return None
-    parsed = _entries(data)
-    if parsed is None:
-        report.skip("not an MTEB result file", rel)
-        return None
-    task_name, entries, seconds = parsed
-    report.count("result files")
-    report.note("result files without scores", not entries)
-    task = tasks.get(task_name)
-    main = task.main_metric if task else MAIN_SCORE
-    stamp = parse_float(data.get("date"))
-    evaluated_at = None if stamp is None else datetime.fromtimestamp(stamp, UTC)
-    version = data.get("mteb_version")
-    dataset_revision = data.get("dataset_revision")
-    for split, subset, languages, scores in entries:
-        metrics = _metrics(scores)
-        if "main_score" in scores and (
-            _is_number(scores["main_score"]) or scores["main_score"] is None
-        ):
-            value = None if scores["main_score"] is None else float(scores["main_score"])
-            if main in metrics and not _same(metrics[main], value):
-                report.note("main_score differs from the task's main metric (main_score kept)")
-            metrics[main] = value
-        elif main not in metrics:
-            report.note("entries without a main score (no main row)")
-        if main_only:
-            metrics = {main: metrics[main]} if main in metrics else {}
-        if isinstance(languages, list):
-            langs = [str(lang) for lang in languages]
+    progress: bool,
+) -> None:
+    """Scan, plan, build and write; the staging folder replaces ``out`` only at the end."""
+    main_only = workers.settings.main_only
+    tree = scan(results_root(source))
+    raw_manifest = load_manifest(out) if out.is_dir() else {}
+    check_out(out, ours=raw_manifest.get("outputs", []))
+    settings = _fingerprint(catalog, main_only=main_only)
+    manifest = raw_manifest if raw_manifest.get("settings") == settings else {}
+    previous_outputs = manifest.get("outputs", [])
+    old_files: dict[str, dict[str, Any]] = manifest.get("files", {})
+    old_names: dict[str, str] = manifest.get("names", {})
+    metas, metas_read = read_metas(tree, manifest.get("metas", {}))
+    names = _model_names(tree, metas)
+    with Staging(out, previous=previous_outputs) as stage:
+        folder_jobs = _plan(tree, stage, old_files=old_files, names=names, old_names=old_names)
+        outcomes = workers.run(folder_jobs, progress=progress)
+        current = [src.rel for srcs in tree.results.values() for src in srcs]
+        files = {rel: old_files[rel] for rel in current if rel in old_files}
+        for outcome in outcomes:
+            files.update(outcome.entries)
+        files = {rel: files[rel] for rel in current}
+        stage.finish_results(outcomes)
+        reread = sum(outcome.reread for outcome in outcomes)
+        rows = sum(int(e.get("rows", 0)) for e in files.values())
+        revisions = _summarize(tree, files, metas, names, report)
+        if not report.imported["result files"] + report.imported["variant result files"]:
+            msg = "no readable MTEB result files"
+            raise DatasetError(
+                msg, file=str(source), hint="expected <model>/<revision>/<Task>.json"
+            )
+        report.count("result files re-read", reread)
+        report.count("result files reused", len(files) - reread)
+        report.count("model_meta files re-read", metas_read)
+        report.written[f"{RESULTS_DIR}/*.parquet ({len(stage.outputs)} files)"] = rows
+        seen = {e["task"] for e in files.values() if isinstance(e.get("task"), str)}
+        unknown = sorted(seen - (cat.meta.keys() if cat else set()))
+        if cat is not None:
+            report.note("tasks not in the catalog (main metric 'main_score')", len(unknown))
+        write_catalogs(
+            stage.tmp,
+            report,
+            models=models(revisions, cat.models if cat else {}),
+            tasks=(cat.tasks if cat else [])
+            + [{"name": t, "main_metric": MAIN_SCORE} for t in unknown],
+            benchmarks=cat.benchmarks if cat else None,
+            menu=cat.menu if cat else None,
+        )
+        write_dataset_file(stage.tmp)
+        stats: dict[str, list[int]] = {}
+        if catalog is not None and cat is not None:
+            task_names = [t["name"] for t in cat.tasks]
+            stats = copy_descriptive_stats(
+                catalog, task_names, stage, report, previous=manifest.get("stats", {})
+            )
+        state = {
+            "format": MANIFEST_FORMAT,
+            "settings": settings,
+            "files": files,
+            "metas": metas,
+            "names": names,
+            "outputs": sorted(stage.outputs),
+            "stats": stats,
+        }
+        write_manifest(stage.tmp / MANIFEST_FILE, state)
+        stage.commit()
+
+
+def _fingerprint(catalog: Path | None, *, main_only: bool) -> str:
+    """What parsing depends on besides the files: parser version, metric filter, task catalog."""
+    digest = hashlib.sha256(f"{PARSER_VERSION}\0{main_only}\0".encode())
+    if catalog is not None:
+        digest.update((catalog / "tasks.jsonl").read_bytes())
+    return digest.hexdigest()
+
+
+def _model_names(tree: Tree, metas: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """``folder/revision`` -> model name (the base ``model_meta.json`` name, else the folder)."""
+    names = {f"{f}/{r}": f.replace("__", "/") for f, r in tree.revisions}
+    for meta in tree.metas:
+        name = metas[meta.rel].get("meta", {}).get("name")
+        if meta.variant is None and isinstance(name, str) and name:
+            names[f"{meta.folder}/{meta.revision}"] = name
+    return names
+
+
+def _plan(
+    tree: Tree,
+    stage: Staging,
+    *,
+    old_files: Mapping[str, Mapping[str, Any]],
+    names: Mapping[str, str],
+    old_names: Mapping[str, str],
+) -> list[FolderJob]:
+    """One job per model folder that changed; unchanged folders keep their previous file."""
+    jobs = []
+    current = {src.rel for srcs in tree.results.values() for src in srcs}
+    removed_by: dict[str, list[dict[str, Any]]] = {}
+    for rel, entry in old_files.items():
+        if rel not in current:
+            removed_by.setdefault(rel.split("/", 1)[0], []).append({**entry, "rel": rel})
+    by_folder: dict[str, dict[str, str]] = {}
+    for key, name in names.items():
+        folder, revision = key.split("/", 1)
+        by_folder.setdefault(folder, {})[revision] = name
+    for folder, srcs in tree.results.items():
+        removed = tuple(removed_by.get(folder, ()))
+        prefix = f"{folder}/"
+        rev_names = by_folder.get(folder, {})
+        renamed = any(old_names.get(prefix + r) != n for r, n in rev_names.items())
+        touched = renamed or removed or not all(_same_stat(s, old_files.get(s.rel)) for s in srcs)
+        if not touched and stage.reuse(folder):
+            continue
+        files = tuple(replace(src, old=old_files.get(src.rel)) for src in srcs)
+        old_output = stage.previous(folder)
+        has_rows = any(src.old and src.old.get("rows") for src in files)
+        if has_rows and old_output is None:  # the previous file is gone: parse everything
+            files = tuple(replace(src, old=None) for src in files)
+        jobs.append(
+            FolderJob(
+                folder=folder,
+                files=files,
+                names=rev_names,
+                out_path=str(stage.output(folder)),
+                old_output=str(old_output) if old_output and old_files else None,
+                removed=removed,
+                renamed=renamed,
+            )
+        )
+    return jobs
+
+
+def _same_stat(src: SourceFile, old: Mapping[str, Any] | None) -> bool:
+    return old is not None and old["size"] == src.size and old["mtime_ns"] == src.mtime_ns
+
+
+def _summarize(
+    tree: Tree,
+    files: Mapping[str, Mapping[str, Any]],
+    metas: Mapping[str, Mapping[str, Any]],
+    names: Mapping[str, str],
+    report: ImportReport,
+) -> list[Revision]:
+    """Fill the report from the new manifest state; return what models.jsonl needs."""
+    revisions = {
+        f"{f}/{r}": Revision(folder=r, model_name=names[f"{f}/{r}"]) for f, r in tree.revisions
+    }
+    skipped = list(tree.skipped)
+    for meta in tree.metas:
+        entry = metas[meta.rel]
+        if "skip" in entry:
+            skipped.append((entry["skip"], meta.rel))
+            continue
+        rev = revisions[f"{meta.folder}/{meta.revision}"]
+        if meta.variant is None:
+            rev.meta = entry["meta"]
         else:
-            langs = task.languages_of(subset) if task else []
-        rows.add(
-            model_name=rev.model_name,
-            model_revision=rev.folder,
-            task_name=task_name,
-            split=split,
-            subset=subset,
-            languages=langs,
-            metrics=metrics,
-            evaluated_at=evaluated_at,
-            evaluation_time=seconds,
-            mteb_version=version if isinstance(version, str) else None,
-            dataset_revision=dataset_revision if isinstance(dataset_revision, str) else None,
-        )
-    return task_name
-
-
-# -- models ------------------------------------------------------------------------------------
-
-
-def _models(
-    revisions: list[_Revision], catalog: Mapping[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    by_name: dict[str, list[_Revision]] = {}
-    for rev in revisions:
-        by_name.setdefault(rev.model_name, []).append(rev)
-    entries = []
-    for name in sorted(by_name.keys() | catalog.keys()):
-        revs, registered = by_name.get(name, []), catalog.get(name, {})
-        wanted = registered.get("revision")
-        metas = [r for r in revs if r.meta is not None]
-        best = max(
-            metas,
-            key=lambda r: (
-                (r.meta or {}).get("revision") == wanted or r.folder == wanted,
-                r.imported,
-                r.folder,
-            ),
-            default=None,
-        )
-        entry = {**(best.meta if best and best.meta else {})}
-        entry.update({k: v for k, v in registered.items() if v is not None})
-        entry["name"] = name
-        with_results = sorted(r.folder for r in revs if r.imported)
-        if with_results:
-            entry["revisions"] = with_results
-        entries.append(model_entry(entry))
-    return entries
+            kwargs = entry["meta"].get("experiment_kwargs")
+            rev.variant_kwargs[meta.variant] = kwargs if isinstance(kwargs, dict) else {}
+    for srcs in tree.results.values():
+        for src in srcs:
+            entry = files[src.rel]
+            if "skip" in entry:
+                skipped.append((entry["skip"], src.rel))
+                continue
+            rev = revisions[f"{src.rel.split('/', 1)[0]}/{src.revision}"]
+            if src.variant is None:
+                rev.imported += 1
+                report.count("result files")
+            else:
+                rev.variants.add(src.variant)
+                report.count("variant result files")
+            for what, n in entry.get("notes", {}).items():
+                report.note(what, n)
+            report.note("duplicate rows dropped", entry.get("dups", 0))
+    for reason, rel in sorted(skipped):
+        report.skip(reason, rel)
+    report.count("model_meta files", sum(r.meta is not None for r in revisions.values()))
+    report.count("revision folders", len(revisions))
+    return list(revisions.values())
