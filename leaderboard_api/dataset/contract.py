@@ -11,7 +11,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Bumped whenever the normalized frames or catalog models change shape; part of disk-cache keys.
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
 
 RESULTS_DIR = "results"
 MODELS_FILES = ("models.jsonl", "models.parquet")

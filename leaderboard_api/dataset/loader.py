@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=BaseModel)
 _ORDER = "__order"
-METRICS_FILE = "metrics.parquet"
+METRICS_DIR = "metrics"
 
 
 def _rows(frame: pl.DataFrame, mask: pl.Expr, columns: list[str], n: int = 3) -> list[str]:
@@ -134,8 +134,11 @@ def _check_results_file(frame: pl.DataFrame, *, rel: str) -> tuple[pl.DataFrame,
         frame = frame.with_columns(pl.col("metric").cast(pl.String))
     # Key columns repeat a few thousand distinct strings over millions of rows: as
     # Categorical they take a fifth of the memory and group, join and hash far faster.
+    # Extra text columns (an evaluator version, a dataset revision) repeat just as much.
     frame = frame.with_columns(
-        pl.col(c).cast(pl.Categorical) for c in CATEGORICAL_COLUMNS if c in frame.columns
+        pl.col(c).cast(pl.Categorical)
+        for c, dtype in frame.schema.items()
+        if c in CATEGORICAL_COLUMNS or (c not in RESULT_COLUMNS and dtype == pl.String)
     )
     if "evaluated_at" in frame.columns:
         have = frame.schema["evaluated_at"]
@@ -181,8 +184,8 @@ def _drop_duplicates(frame: pl.DataFrame, *, key: list[str]) -> pl.DataFrame:
     return frame.filter(mask)
 
 
-def read_results(root: Path) -> tuple[pl.DataFrame, LoadStats]:
-    """Read every parquet file under ``results/``, validated, deduplicated, in file order."""
+def result_files(root: Path) -> list[Path]:
+    """The dataset's results files, in relative-path order; DatasetError when there are none."""
     folder = root / RESULTS_DIR
     if not folder.is_dir():
         msg = f"no {RESULTS_DIR}/ folder"
@@ -194,28 +197,78 @@ def read_results(root: Path) -> tuple[pl.DataFrame, LoadStats]:
     if not files:
         msg = "holds no parquet files"
         raise DatasetError(msg, file=f"{root / RESULTS_DIR}/")
+    return files
+
+
+def _read_file(file: Path, rel: str) -> tuple[pl.DataFrame, int]:
+    try:
+        lazy = pl.scan_parquet(file)
+        schema = lazy.collect_schema()
+        # Cast key strings while reading: the full string columns never exist in memory.
+        frame = lazy.with_columns(
+            pl.col(c).cast(pl.Categorical)
+            for c in CATEGORICAL_COLUMNS
+            if schema.get(c) == pl.String
+        ).collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        msg = f"cannot read parquet ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        raise DatasetError(msg, file=rel, hint="the file is truncated or not parquet") from exc
+    return _check_results_file(frame, rel=rel)
+
+
+def _main_candidates(frame: pl.DataFrame, main: Mapping[str, str]) -> pl.DataFrame:
+    """The rows that may be a task's main metric: a null metric, the catalog's main metric,
+    or any metric of a task whose catalog names none (decided once every file is read)."""
+    lookup = pl.DataFrame(
+        {"task_name": list(main), "__main": list(main.values())},
+        schema={"task_name": pl.String, "__main": pl.String},
+    ).with_columns(pl.all().cast(pl.Categorical))
+    keep = (
+        pl.col("metric").is_null()
+        | pl.col("__main").is_null()
+        | (pl.col("metric") == pl.col("__main"))
+    )
+    joined = frame.join(lookup, on="task_name", how="left", maintain_order="left")
+    return joined.filter(keep).drop("__main")
+
+
+def read_results(
+    root: Path, tasks: Mapping[str, TaskInfo] | None = None
+) -> tuple[pl.DataFrame, MetricStore | None, LoadStats]:
+    """Read every parquet file under ``results/``, validated, in file order.
+
+    Files are read one at a time.  When they carry a ``metric`` column, every row streams
+    into a ``MetricStore`` on disk and only the rows that may be a task's main metric (see
+    ``_main_candidates``, with the main metrics of ``tasks``) stay in memory, deduplicated;
+    ``_choose_main_metric`` then settles which.  Without one, the rows are the results.
+    """
+    main = {name: t.main_metric for name, t in (tasks or {}).items() if t.main_metric}
     frames: list[pl.DataFrame] = []
+    writer = None
     nans = 0
     rows_read = 0
-    for file in files:
-        rel = file.relative_to(root).as_posix()
-        try:
-            lazy = pl.scan_parquet(file)
-            schema = lazy.collect_schema()
-            # Cast key strings while reading: the full string columns never exist in memory.
-            frame = lazy.with_columns(
-                pl.col(c).cast(pl.Categorical)
-                for c in CATEGORICAL_COLUMNS
-                if schema.get(c) == pl.String
-            ).collect()
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            msg = f"cannot read parquet ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-            raise DatasetError(msg, file=rel, hint="the file is truncated or not parquet") from exc
-        frame, file_nans = _check_results_file(frame, rel=rel)
-        nans += file_nans
-        rows_read += frame.height
-        frames.append(frame)
+    files = result_files(root)
+    try:
+        for file in files:
+            frame, file_nans = _read_file(file, file.relative_to(root).as_posix())
+            nans += file_nans
+            rows_read += frame.height
+            if "metric" in frame.columns:
+                if writer is None:
+                    writer, _ = MetricStore.temporary()
+                writer.add(frame)
+                frame = _main_candidates(frame, main)
+            frames.append(frame)
+        store = None if writer is None else MetricStore.finish(writer, owned=True)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            shutil.rmtree(writer.folder, ignore_errors=True)
+        raise
     results = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    kept = results.height
+    if store is not None and "metric" not in results.columns:
+        results = results.with_columns(pl.lit(None, dtype=pl.Categorical).alias("metric"))
     key = [c for c in RESULT_KEY if c in results.columns]
     results = _drop_duplicates(results, key=key)
     stats = LoadStats(
@@ -223,9 +276,9 @@ def read_results(root: Path) -> tuple[pl.DataFrame, LoadStats]:
         rows_read=rows_read,
         rows=results.height,
         nan_scores=nans,
-        duplicates_dropped=rows_read - results.height,
+        duplicates_dropped=kept - results.height,
     )
-    return results, stats
+    return results, store, stats
 
 
 def _read_jsonl(path: Path, model: type[E], *, root: Path) -> list[E]:
@@ -329,18 +382,18 @@ def _menu_leaves(entries: Iterable[MenuEntry | MenuLeaf]) -> Iterable[str]:
 
 
 def _choose_main_metric(
-    results: pl.DataFrame, tasks: Mapping[str, TaskInfo], warnings: list[DatasetWarning]
+    results: pl.DataFrame,
+    tasks: Mapping[str, TaskInfo],
+    warnings: list[DatasetWarning],
+    names: Mapping[str, tuple[str, ...]],
 ) -> pl.DataFrame:
-    """Keep, per task, the rows of its main metric (rows with a null metric count as main)."""
+    """Keep, per task, the rows of its main metric (rows with a null metric count as main);
+    ``names`` holds every metric each task has (``MetricStore.names``)."""
     main = {name: t.main_metric for name, t in tasks.items() if t.main_metric}
-    metrics_by_task = (
-        results.filter(pl.col("metric").is_not_null())
-        .group_by("task_name")
-        .agg(pl.col("metric").cast(pl.String).unique().sort())
-        .with_columns(pl.col("task_name").cast(pl.String))
-        .sort("task_name")
-    )
-    for task, metrics in metrics_by_task.iter_rows():
+    for task, found in sorted(names.items()):
+        metrics = list(found)
+        if not metrics:
+            continue
         if task in main and main[task] not in metrics:
             warnings.append(
                 DatasetWarning(
@@ -377,7 +430,6 @@ def _index(entries: Iterable[E]) -> dict[str, E]:
 def build_snapshot(source: ResolvedSource) -> Snapshot:
     """Parse and validate ``source.path`` into a Snapshot; raises DatasetError on bad input."""
     root = source.path
-    results, stats = read_results(root)
     warnings: list[DatasetWarning] = []
     models = _index(_read_models(root))
     tasks_path = root / TASKS_FILE
@@ -394,10 +446,9 @@ def build_snapshot(source: ResolvedSource) -> Snapshot:
         msg = "names benchmarks that benchmarks.jsonl does not define"
         raise DatasetError(msg, file=MENU_FILE, column="benchmark", examples=unknown)
 
-    metrics: MetricStore | None = None
-    if "metric" in results.columns:
-        metrics = MetricStore.create(results)
-        results = _choose_main_metric(results, tasks, warnings)
+    results, metrics, stats = read_results(root, tasks)
+    if metrics is not None:
+        results = _choose_main_metric(results, tasks, warnings, metrics.names)
     rule = dataset.scoring.revisions
     others = {b.scoring.revisions for b in benchmarks.values()} - {None, rule}
     all_revisions = results if others else None
@@ -514,7 +565,9 @@ def write_cache(snapshot: Snapshot, cache_dir: Path) -> Path:
     try:
         snapshot.results.write_parquet(tmp / "results.parquet", compression="lz4")
         if snapshot.metrics is not None:
-            shutil.copyfile(snapshot.metrics.path, tmp / METRICS_FILE)
+            (tmp / METRICS_DIR).mkdir()
+            for file in snapshot.metrics.files():
+                shutil.copyfile(file, tmp / METRICS_DIR / file.name)
         if snapshot.all_revisions is not None:
             snapshot.all_revisions.write_parquet(tmp / "revisions.parquet", compression="lz4")
         (tmp / "catalog.json").write_bytes(_dump_catalog(snapshot))
@@ -547,13 +600,12 @@ def read_cache(cache_dir: Path, source: ResolvedSource) -> Snapshot | None:
     try:
         doc = orjson.loads((entry / "catalog.json").read_bytes())
         results = pl.read_parquet(entry / "results.parquet")
-        metrics_file = entry / METRICS_FILE
         names = doc["metric_names"]
         metrics = None
         if names is not None:
-            if not metrics_file.is_file():
-                raise FileNotFoundError(metrics_file)
-            metrics = MetricStore.open(metrics_file, names)
+            if not (entry / METRICS_DIR).is_dir():
+                raise FileNotFoundError(entry / METRICS_DIR)
+            metrics = MetricStore.open(entry / METRICS_DIR, names)
         revisions_file = entry / "revisions.parquet"
         all_revisions = pl.read_parquet(revisions_file) if revisions_file.is_file() else None
         dataset = DatasetInfo.model_validate(doc["dataset"])
@@ -610,6 +662,6 @@ def load_snapshot(source: ResolvedSource, *, cache_dir: Path | None = None) -> S
             if snapshot.metrics is not None:
                 # Serve metrics from the cache entry; the temporary copy goes with the old store.
                 names = {t: list(m) for t, m in snapshot.metrics.names.items()}
-                store = MetricStore.open(entry / METRICS_FILE, names)
+                store = MetricStore.open(entry / METRICS_DIR, names)
                 snapshot = dataclasses.replace(snapshot, metrics=store)
     return snapshot
