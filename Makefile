@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint fmt bench install dev clean chromium
+.PHONY: serve test lint fmt bench install dev clean chromium fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -44,6 +44,12 @@ fmt: $(VENV)/.dev-installed
 
 test: $(VENV)/.dev-installed chromium lint
 	$(BIN)/python -m pytest
+
+# schemathesis with every check and many examples, on the sample and the whole MTEB data
+# (`make test` runs the same with a few examples per operation).
+fuzz: $(VENV)/.dev-installed
+	LEADERBOARD_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} LEADERBOARD_FUZZ_MTEB=1 \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_hardening_openapi.py
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m benchmarks.run

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leaderboard_api import __version__
 from leaderboard_api.lifecycle import AppState
@@ -19,9 +20,9 @@ from leaderboard_api.observability.metrics import Metrics, MetricsMiddleware
 from leaderboard_api.observability.routes import RouteTemplates
 from leaderboard_api.observability.tracing import TracingMiddleware, setup_tracing
 from leaderboard_api.problems import install_problem_handlers
-from leaderboard_api.routes import admin, icon, infra, v1
+from leaderboard_api.routes import admin, icon, infra, openapi_docs, v1
 from leaderboard_api.serving.cache import PayloadCache
-from leaderboard_api.serving.fastpath import FastPath
+from leaderboard_api.serving.fastpath import FastPath, OriginHeaders
 from leaderboard_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ class LeaderboardApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def cors_origin_headers(origins: list[str]) -> object:
+def cors_origin_headers(origins: list[str]) -> OriginHeaders:
+    """The fast path's CORS headers for a request's Origin (``Vary`` is VaryOrigin's job)."""
     allowed = set(origins)
     any_origin = "*" in allowed
     exposed = (b"access-control-expose-headers", b"ETag, Last-Modified, Content-Length")
@@ -52,10 +54,48 @@ def cors_origin_headers(origins: list[str]) -> object:
         if any_origin:
             return [(b"access-control-allow-origin", b"*"), exposed]
         if origin.decode("latin-1") in allowed:
-            return [(b"access-control-allow-origin", origin), (b"vary", b"Origin"), exposed]
+            return [(b"access-control-allow-origin", origin), exposed]
         return []
 
     return headers
+
+
+class VaryOrigin:
+    """Add ``Origin`` to ``Vary`` on every response when only some origins are allowed.
+
+    A response then differs by Origin (``Access-Control-Allow-Origin`` or not), also when
+    the request had no Origin or a refused one: without ``Vary: Origin`` on those, a
+    shared cache could hand a response lacking the CORS header to an allowed origin, or
+    one carrying it to another.  With ``*`` every origin gets the same bytes: no Vary.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_varied(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": with_vary_origin(message.get("headers", []))}
+            await send(message)
+
+        await self.app(scope, receive, send_varied)
+
+
+def with_vary_origin(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``Origin`` in their one ``Vary`` field (merged, never duplicated)."""
+    out = list(headers)
+    for index, (name, value) in enumerate(out):
+        if name.lower() == b"vary":
+            tokens = {token.strip().lower() for token in value.split(b",")}
+            if b"origin" not in tokens and b"*" not in tokens:
+                out[index] = (name, value + b", Origin")
+            return out
+    out.append((b"vary", b"Origin"))
+    return out
 
 
 def create_app(settings: Settings | None = None) -> LeaderboardApp:
@@ -104,6 +144,15 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
     )
     app.state.lb = state
     install_problem_handlers(app)
+    generate = app.openapi
+
+    def documented() -> dict[str, Any]:
+        # Built once on first request (FastAPI's own generator caches the raw document).
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_docs.document(generate())
+        return app.openapi_schema
+
+    app.openapi = documented  # type: ignore[method-assign]
     app.include_router(infra.router)
     app.include_router(admin.router)
     app.include_router(icon.router)
@@ -117,11 +166,9 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
             max_age=600,
         )
     origin_headers = cors_origin_headers(settings.cors_origins) if settings.cors_origins else None
-    outer: ASGIApp = FastPath(
-        app.framework,
-        lookup=state.lookup,
-        origin_headers=origin_headers,  # type: ignore[arg-type]
-    )
+    outer: ASGIApp = FastPath(app.framework, lookup=state.lookup, origin_headers=origin_headers)
+    if settings.cors_origins and "*" not in settings.cors_origins:
+        outer = VaryOrigin(outer)
     # Outermost first: metrics see everything (fast path included), then tracing, then
     # the request context / access log, then the fast path, then the framework.
     if settings.access_log:

@@ -48,6 +48,10 @@ class AppState:
     #: True once every unparameterized route of the current snapshot is built.
     warm_done: bool = False
     last_error: str | None = None
+    #: The error of the last failed reload check, without its time: the same failure
+    #: again is logged at INFO, so a dataset that stays broken logs one ERROR, not one
+    #: per watch interval.
+    last_failure: str | None = None
     last_check: datetime | None = None
     source: ResolvedSource | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)

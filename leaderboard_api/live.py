@@ -100,6 +100,7 @@ async def reload_now(state: AppState) -> ReloadOutcome:
             source = await asyncio.to_thread(resolve_source, state.settings)
             if source.snapshot_id == previous:
                 _count(state, "unchanged")
+                state.last_failure = None
                 return ReloadOutcome("unchanged", previous, previous, time.perf_counter() - started)
             with state.span("dataset.load", source=source.spec, snapshot=source.snapshot_id):
                 snapshot = await asyncio.to_thread(load, state.settings, source)
@@ -112,7 +113,11 @@ async def reload_now(state: AppState) -> ReloadOutcome:
             message = f"reload failed at {state.last_check.isoformat()}: {exc}"
             state.last_error = message
             _count(state, "error")
-            log.error("%s; still serving %s", message, previous)
+            if state.last_failure == str(exc):
+                log.info("reload still failing with the same error; still serving %s", previous)
+            else:
+                log.error("%s; still serving %s", message, previous)
+            state.last_failure = str(exc)
             return ReloadOutcome(
                 "error", previous, previous, time.perf_counter() - started, error=str(exc)
             )
@@ -122,6 +127,7 @@ async def reload_now(state: AppState) -> ReloadOutcome:
         state.source = source
         install(state, snapshot, views)
         state.last_error = None
+        state.last_failure = None
         state.warm_done = True
         _freeze_catalogs()
         _count(state, "swapped")

@@ -15,6 +15,21 @@ from leaderboard_api.lifecycle import NotReady
 from leaderboard_api.scoring.errors import BadParameter, ScoringError
 
 PROBLEM_TYPE = "application/problem+json"
+#: Longest ``detail`` and ``instance`` echoed back: a 10,000-character name must not come
+#: back twice as a 20 KB error body.
+MAX_DETAIL = 400
+MAX_INSTANCE = 200
+#: Most per-parameter entries listed in ``errors``.
+MAX_ERRORS = 10
+
+
+def shorten(text: str | None, limit: int) -> str | None:
+    """``text`` cut in the middle to at most about ``limit`` characters, saying how much went."""
+    if text is None or len(text) <= limit:
+        return text
+    keep = max(limit - 40, 8)
+    head, tail = text[: keep * 2 // 3], text[-(keep // 3) :]
+    return f"{head}…({len(text) - len(head) - len(tail)} characters cut)…{tail}"
 
 
 def problem(
@@ -29,16 +44,28 @@ def problem(
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
-        "detail": detail,
-        "instance": instance,
+        "detail": shorten(detail, MAX_DETAIL),
+        "instance": shorten(instance, MAX_INSTANCE),
     }
     if extra:
         body.update(extra)
+    errors = body.get("errors")
+    if isinstance(errors, list):
+        body["errors"] = [_short_error(item) for item in errors[:MAX_ERRORS]]
     all_headers = {"cache-control": "no-store"}
     all_headers.update(headers or {})
     return Response(
         orjson.dumps(body), status_code=status, media_type=PROBLEM_TYPE, headers=all_headers
     )
+
+
+def _short_error(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
+    return {
+        key: shorten(value, MAX_DETAIL) if isinstance(value, str) else value
+        for key, value in item.items()
+    }
 
 
 def _status_for(exc: ScoringError) -> int:

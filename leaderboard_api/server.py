@@ -61,15 +61,16 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
     def _close_unfinished(self) -> None:
+        # Requests still unanswered got their 503 and their connections closed after it;
+        # idle ones were closed when the shutdown began. What is left is writing to a
+        # client that stopped reading, and cannot finish in time.
+        self.drain.abandon_started()
         closed = 0
         for connection in list(self.server_state.connections):
-            # Both of uvicorn's HTTP protocols keep the current request cycle and transport.
-            cycle = getattr(connection, "cycle", None)
             transport = getattr(connection, "transport", None)
-            if cycle is None or transport is None:
-                continue
-            if cycle.response_started and not cycle.response_complete:
-                transport.close()
+            if transport is not None:
+                # abort, not close: close would wait for the unread bytes to drain first.
+                transport.abort()
                 closed += 1
         if closed:
             log.warning("shutdown: closed %d connection(s) still being written to", closed)

@@ -9,6 +9,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
+#: Shortest admin token accepted: a short bearer token can be guessed over the network.
+MIN_ADMIN_TOKEN_LENGTH = 16
 
 
 def _default_cache_dir() -> Path:
@@ -18,7 +20,13 @@ def _default_cache_dir() -> Path:
 class Settings(BaseSettings):
     """Settings; each field is documented in the README's settings table (a test checks)."""
 
-    model_config = SettingsConfigDict(env_prefix="LEADERBOARD_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="LEADERBOARD_",
+        extra="ignore",
+        frozen=True,
+        # A refused admin token must not be echoed into logs by the validation error.
+        hide_input_in_errors=True,
+    )
 
     data: str | None = Field(
         default=None,
@@ -59,7 +67,9 @@ class Settings(BaseSettings):
         "off for directories); 0 turns watching off.",
     )
     admin_token: SecretStr | None = Field(
-        default=None, description="Bearer token for POST /admin/reload; unset disables it."
+        default=None,
+        description="Bearer token for POST /admin/reload (at least 16 characters, no "
+        "surrounding spaces); unset or empty disables it.",
     )
     icon_allowed_hosts: CommaList = Field(
         default_factory=lambda: [
@@ -90,6 +100,22 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("admin_token", mode="after")
+    @classmethod
+    def _token_rules(cls, value: SecretStr | None) -> SecretStr | None:
+        # Empty means "not set" (an env var present but blank); anything else must be a
+        # token a client can send and an attacker cannot guess.
+        if value is None or value.get_secret_value() == "":
+            return None
+        token = value.get_secret_value()
+        if token != token.strip():
+            msg = "admin_token must not start or end with whitespace"
+            raise ValueError(msg)
+        if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+            msg = f"admin_token must be at least {MIN_ADMIN_TOKEN_LENGTH} characters"
+            raise ValueError(msg)
+        return value
 
     def effective_watch_seconds(self) -> float | None:
         if self.watch_seconds is not None:

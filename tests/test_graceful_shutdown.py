@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -253,3 +254,91 @@ def test_sigterm_flushes_pending_traces(tmp_path: Path) -> None:
     assert "GET /v1/benchmarks" in text, "no span flushed at shutdown:\n" + text[-2000:]
     assert "graceful-test" in text
     assert code == 0, text[-2000:]
+
+
+GRACE = 2.0
+
+
+def test_requests_that_cannot_finish_in_the_grace_period_end_cleanly(tmp_path: Path) -> None:
+    """A request stuck on a slow upstream gets a 503 problem+json with Retry-After before
+    the grace period ends, a client that stopped reading has its connection closed, and
+    the log holds no traceback and no 500."""
+    from tests.test_icon import hostile_server, with_icon_paths
+
+    with hostile_server() as upstream:
+        names = with_icon_paths(tmp_path / "data", upstream, ["/trickle"])
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LEADERBOARD_", "OTEL_"))}
+        env.update(
+            LEADERBOARD_DATA=str(tmp_path / "data"),
+            LEADERBOARD_PORT=str(port),
+            LEADERBOARD_CACHE_DIR="",
+            LEADERBOARD_ICON_ALLOWED_HOSTS="127.0.0.1",
+            LEADERBOARD_ICON_TIMEOUT_SECONDS="60",
+            PYTHONUNBUFFERED="1",
+        )
+        code = (
+            "from leaderboard_api.server import run_server\n"
+            "from leaderboard_api.settings import Settings\n"
+            f"run_server(Settings(), grace_seconds={GRACE})\n"
+        )
+        log = tmp_path / "server.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 40
+            while True:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                try:
+                    if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+            biggest = "/v1/models"
+            reader = socket.socket()
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.connect(("127.0.0.1", port))
+            reader.sendall(request_bytes(biggest, close=False) * PIPELINED)
+
+            answers: list[httpx.Response | BaseException] = []
+
+            def fetch() -> None:
+                try:
+                    answers.append(httpx.get(f"{base}/v1/icon/{names['/trickle']}", timeout=30))
+                except httpx.HTTPError as exc:
+                    answers.append(exc)
+
+            thread = threading.Thread(target=fetch)
+            thread.start()
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            thread.join(timeout=20)
+            answered = time.monotonic() - signalled
+            code_ = proc.wait(timeout=10)
+            exited = time.monotonic() - signalled
+            reader.settimeout(5)
+            with reader, contextlib.suppress(ConnectionResetError):
+                read_all(reader)  # ends: the server closed the connection
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    (answer,) = answers
+    assert isinstance(answer, httpx.Response), answer
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"]
+    assert answer.json()["status"] == 503
+    assert answered < GRACE + 0.5, f"answered {answered:.1f}s after SIGTERM"
+    assert code_ == 0, text[-3000:]
+    assert exited < GRACE + 2, f"exited {exited:.1f}s after SIGTERM"
+    for bad in ("Traceback", "CancelledError", "Exception in ASGI", "without completing"):
+        assert bad not in text, text[-3000:]
+    assert "answered 503" in text

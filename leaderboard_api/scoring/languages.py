@@ -123,8 +123,21 @@ MACROLANGUAGES: Mapping[str, tuple[str, ...]] = {
     "zho": ("cmn", "yue", "wuu", "nan", "hak"),
 }
 
+#: Programming languages, as benchmarks of code tag them (``python-Code``, ``c++-Code``).
+#: They are not ISO 639 codes, so they are matched by name.
+PROGRAMMING: frozenset[str] = frozenset(
+    {
+        "bash", "c", "c#", "c++", "clojure", "cpp", "csharp", "css", "dart", "elixir",
+        "erlang", "fortran", "go", "haskell", "html", "java", "javascript", "julia",
+        "kotlin", "lua", "matlab", "ocaml", "perl", "php", "powershell", "python", "r",
+        "ruby", "rust", "scala", "shell", "sql", "swift", "typescript", "verilog",
+    }
+)  # fmt: skip
+
 # ISO 639-3 code, optionally with a BCP-47-like script and/or region ("eng-Latn", "por_BR").
 _CODE = re.compile(r"^(?P<code>[a-z]{2,3})(?:[-_][a-z0-9]{2,8})*$", re.IGNORECASE)
+# A language tag's first part, whatever its length ("python" of "python-Code").
+_TAG = re.compile(r"^(?P<code>[a-z][a-z0-9+#]{0,31})(?:[-_][a-z0-9]{2,8})*$", re.IGNORECASE)
 
 
 def normalize_language(value: str, *, known: Collection[str] | None = None) -> str:
@@ -138,8 +151,13 @@ def normalize_language(value: str, *, known: Collection[str] | None = None) -> s
     alias = ALIASES.get(text.casefold())
     if alias is not None:
         return alias
+    tag = _TAG.match(text)
+    if tag is not None and tag.group("code").lower() in PROGRAMMING:
+        return tag.group("code").lower()
     match = _CODE.match(text)
     if match is None:
+        if tag is not None and known is not None and tag.group("code").lower() in known:
+            return tag.group("code").lower()
         raise UnknownLanguage(value)
     code = match.group("code").lower()
     alias = ALIASES.get(code)
@@ -182,7 +200,8 @@ def code_expr(column: pl.Expr) -> pl.Expr:
     return (
         column.list.eval(
             pl.element()
-            .str.extract(r"^([A-Za-z]{2,3})", 1)
+            # The tag's first part: "eng" of "eng-Latn", "python" of "python-Code".
+            .str.extract(r"^([A-Za-z][A-Za-z0-9+#]*)", 1)
             .str.to_lowercase()
             .replace(dict(TWO_LETTER))
             .drop_nulls()
@@ -227,8 +246,8 @@ def available_languages(task_languages: Iterable[Iterable[str]]) -> frozenset[st
     out: set[str] = set()
     for tags in task_languages:
         for tag in tags:
-            match = _CODE.match(tag)
+            match = _TAG.match(tag)
             if match is not None:
                 code = match.group("code").lower()
-                out.add(ALIASES.get(code, code))
+                out.add(ALIASES.get(code, code) if len(code) <= 3 else code)
     return frozenset(out)

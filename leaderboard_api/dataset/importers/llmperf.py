@@ -15,12 +15,17 @@ Decisions:
 - Run-level counts (requests started/completed, errors, concurrency, token targets, overall
   throughput) are extra columns on every row of the run and are repeated in ``models.jsonl``.
 - The ``individual/`` per-request files are not read: the summaries hold their aggregates.
+- Figures of ``±inf`` are written as null (counted): the dataset contract takes finite
+  scores only.  A summary that cannot be read (a dangling link, JSON nested too deeply to
+  parse) is skipped and counted, like one that is not valid JSON.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ from leaderboard_api.dataset.importers.common import (
     ImportReport,
     ResultRows,
     loads_json,
-    parse_float,
+    parse_finite,
     prepare_out,
     progress_bar,
     write_catalogs,
@@ -101,7 +106,7 @@ def import_llmperf(source: Path, *, out: Path, progress: bool = False) -> Import
         if data is None:
             continue
         report.count("summary files")
-        name, stamp = _entry_name(data, path.stem), int(parse_float(data.get("timestamp")) or 0)
+        name, stamp = _entry_name(data, path.stem), int(parse_finite(data.get("timestamp")) or 0)
         kept = runs.get(name)
         if kept is not None:  # the newest run wins; on a tie the first file in name order
             report.skip("older run of the same entry", path.name if kept[0] >= stamp else kept[1])
@@ -115,6 +120,7 @@ def import_llmperf(source: Path, *, out: Path, progress: bool = False) -> Import
     rows = ResultRows({column: dtype for column, (_, dtype) in RUN_COLUMNS.items()})
     models = [_import_run(name, data, rows) for name, (_, _, data) in sorted(runs.items())]
     report.note("NaN scores written as null", rows.nan_scores)
+    report.note("infinite figures written as null", _infinities(runs.values()))
     report.written[f"{RESULTS_DIR}/{RESULTS_FILE}"] = write_results(
         rows.frame(), results_dir / RESULTS_FILE
     )
@@ -135,6 +141,14 @@ def import_llmperf(source: Path, *, out: Path, progress: bool = False) -> Import
     )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _infinities(runs: Iterable[tuple[int, str, dict[str, Any]]]) -> int:
+    return sum(
+        isinstance(value, float) and math.isinf(value)
+        for _, _, data in runs
+        for value in data.values()
+    )
 
 
 def _summary_files(source: Path, report: ImportReport) -> list[Path]:
@@ -159,8 +173,13 @@ def _summary_files(source: Path, report: ImportReport) -> list[Path]:
 
 def _read_summary(path: Path, report: ImportReport) -> dict[str, Any] | None:
     try:
-        data = loads_json(path.read_bytes())
-    except ValueError:
+        raw = path.read_bytes()
+    except OSError as exc:
+        report.skip(f"unreadable file ({exc.strerror or type(exc).__name__})", path.name)
+        return None
+    try:
+        data = loads_json(raw)
+    except (ValueError, RecursionError):  # the stdlib fallback recurses on deep nesting
         report.skip("invalid JSON", path.name)
         return None
     if not isinstance(data, dict) or not all(f"{p}mean" in data for p, *_ in TASKS.values()):
@@ -187,23 +206,23 @@ def _entry_name(data: dict[str, Any], stem: str) -> str:
 
 
 def _import_run(name: str, data: dict[str, Any], rows: ResultRows) -> dict[str, Any]:
-    stamp = parse_float(data.get("timestamp"))
+    stamp = parse_finite(data.get("timestamp"))
     when = datetime.fromtimestamp(stamp, UTC) if stamp is not None else None
     run: dict[str, Any] = {}
     for column, (key, dtype) in RUN_COLUMNS.items():
-        value = parse_float(data.get(key))
+        value = parse_finite(data.get(key))
         run[column] = int(value) if value is not None and dtype == pl.Int64() else value
     shared = {"model_name": name, "model_revision": None, "evaluated_at": when, **run}
     for task, (prefix, *_) in TASKS.items():
         metrics = {
-            key[len(prefix) :].removeprefix("quantiles_"): parse_float(value)
+            key[len(prefix) :].removeprefix("quantiles_"): parse_finite(value)
             for key, value in data.items()
             if key.startswith(prefix)
         }
         rows.add(task_name=task, metrics=metrics, **shared)
     rows.add(
         task_name=ERROR_TASK,
-        metrics={"rate": parse_float(data.get("results_error_rate"))},
+        metrics={"rate": parse_finite(data.get("results_error_rate"))},
         **shared,
     )
     size = _size(data, name)
@@ -220,7 +239,7 @@ def _import_run(name: str, data: dict[str, Any], rows: ResultRows) -> dict[str, 
         "llmperf_version": data.get("version"),
         "evaluated_at": when.isoformat() if when else None,
         "error_codes": data.get("results_error_code_frequency"),
-        "error_rate": parse_float(data.get("results_error_rate")),
+        "error_rate": parse_finite(data.get("results_error_rate")),
         **run,
     }
 

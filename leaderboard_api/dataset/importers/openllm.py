@@ -15,10 +15,17 @@ Decisions:
   ``Flagged=False`` rows; most Mixtral rows have ``MoE=False``; most merges have
   ``Merged=False``). ``models.jsonl`` holds the plain ``flagged``, ``moe`` and ``merged``.
 - ``#Params (B)`` of 0 means unknown: ``n_parameters`` is null (counted in the report).
+- A model at a precision that appears on several rows keeps its first row; the later ones
+  are skipped (counted), so ``models.jsonl`` names every entry once.
+- Scores of ``±inf`` are written as null (counted): the dataset contract takes finite
+  scores only.
+- A table without rows, or with a line whose number of fields is not the header's (a
+  truncated download, a stray delimiter), is refused rather than imported in part.
 """
 
 from __future__ import annotations
 
+import csv
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +39,7 @@ from leaderboard_api.dataset.contract import RESULTS_DIR, DatasetError
 from leaderboard_api.dataset.importers.common import (
     ImportReport,
     ResultRows,
+    parse_finite,
     parse_float,
     prepare_out,
     progress_bar,
@@ -164,16 +172,21 @@ def import_openllm(source: Path, *, out: Path, progress: bool = False) -> Import
     results_file = f"openllm-{version.name}.parquet"
     results_dir = prepare_out(out, results_file=results_file)
     rows = ResultRows()
-    models: list[dict[str, Any]] = []
+    models: dict[str, dict[str, Any]] = {}
     records = table.to_dicts()
     for line, record in progress_bar(
         list(enumerate(records, 2)), enabled=progress, desc="openllm", unit="row"
     ):
-        entry = _import_row(record, version=version, rows=rows, report=report)
-        if entry is None:
+        name = _entry_name(record)
+        if name is None:
             report.skip("row without a model name", f"line {line}")
+        elif name in models:
+            report.skip("repeated model and precision (first row kept)", f"line {line}")
         else:
-            models.append(entry)
+            models[name] = _import_row(record, name, version=version, rows=rows, report=report)
+    if not models:
+        msg = "the table has no rows with a model name"
+        raise DatasetError(msg, file=str(source), hint="a header line alone imports nothing")
     report.count("CSV rows", len(models))
     report.written[f"{RESULTS_DIR}/{results_file}"] = write_results(
         rows.frame(), results_dir / results_file
@@ -183,7 +196,7 @@ def import_openllm(source: Path, *, out: Path, progress: bool = False) -> Import
     write_catalogs(
         out,
         report,
-        models=models,
+        models=models.values(),
         tasks=[_task_entry(name, task, version) for name, task in version.tasks.items()],
         benchmarks=[_benchmark_entry(benchmark, version)],
         menu=[
@@ -203,11 +216,36 @@ def _read_csv(source: Path) -> pl.DataFrame:
     if not source.is_file():
         msg = "CSV file not found"
         raise DatasetError(msg, file=str(source))
+    _check_fields(source)
     try:  # every column as text: numbers, flags and dates are parsed per column below
         return pl.read_csv(source, infer_schema_length=0)
     except (OSError, pl.exceptions.PolarsError) as exc:
         msg = f"cannot read the CSV ({exc})"
         raise DatasetError(msg, file=str(source)) from exc
+
+
+def _check_fields(source: Path) -> None:
+    """Refuse a table whose lines do not all have the header's number of fields.
+
+    polars fills a short line with nulls, so a truncated last line would import as a
+    model with missing scores; the standard library's reader shows the field counts.
+    """
+    bad: list[str] = []
+    width = 0
+    try:
+        with source.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            width = len(header or [])
+            for record in reader:
+                if record and len(record) != width and len(bad) < 3:
+                    bad.append(f"line {reader.line_num}: {len(record)} fields")
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        msg = f"cannot read the CSV ({exc})"
+        raise DatasetError(msg, file=str(source)) from exc
+    if bad:
+        msg = f"lines whose number of fields is not the header's {width} (truncated or malformed)"
+        raise DatasetError(msg, file=str(source), examples=bad)
 
 
 def _detect(columns: list[str], source: Path) -> _Version:
@@ -241,14 +279,32 @@ def _timestamp(value: Any) -> datetime | None:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
-def _import_row(
-    record: Mapping[str, Any], *, version: _Version, rows: ResultRows, report: ImportReport
-) -> dict[str, Any] | None:
+def _entry_name(record: Mapping[str, Any]) -> str | None:
+    """``"<org>/<model> (<precision>)"``, or None for a row without a model."""
     model = (record.get("Model") or "").strip()
     if not model:
         return None
+    return f"{model} ({record.get('Precision') or 'unknown'})"
+
+
+def _finite(value: Any, report: ImportReport) -> float | None:
+    number = parse_finite(value)
+    report.note(
+        "infinite scores written as null", number is None and parse_float(value) is not None
+    )
+    return number
+
+
+def _import_row(
+    record: Mapping[str, Any],
+    name: str,
+    *,
+    version: _Version,
+    rows: ResultRows,
+    report: ImportReport,
+) -> dict[str, Any]:
+    model = (record.get("Model") or "").strip()
     precision = record.get("Precision") or "unknown"
-    name = f"{model} ({precision})"
     sha = record.get("Model sha") or None
     report.note("rows without a model sha (revision null)", sha is None)
     when = _timestamp(record.get(version.date_column))
@@ -256,11 +312,11 @@ def _import_row(
     for task in version.tasks:
         if version is _V2:
             metrics = {
-                "normalized": parse_float(record.get(task)),
-                "raw": parse_float(record.get(f"{task} Raw")),
+                "normalized": _finite(record.get(task), report),
+                "raw": _finite(record.get(f"{task} Raw"), report),
             }
         else:
-            metrics = {"score": parse_float(record.get(task))}
+            metrics = {"score": _finite(record.get(task), report)}
         report.note("empty scores (null)", sum(v is None for v in metrics.values()))
         rows.add(
             model_name=name,
@@ -270,9 +326,9 @@ def _import_row(
             languages=LANGUAGES,
             evaluated_at=when,
         )
-    params = parse_float(record.get("#Params (B)"))
+    params = parse_finite(record.get("#Params (B)"))
     report.note("rows with #Params (B) = 0 (unknown)", params == 0)
-    likes = parse_float(record.get("Hub ❤️"))
+    likes = parse_finite(record.get("Hub ❤️"))
     type_text = record.get("Type") or ""
     symbol, _, kind = type_text.partition(" ")
     entry: dict[str, Any] = {
@@ -292,7 +348,7 @@ def _import_row(
         "moe": _negated(record.get("MoE")),
         "merged": _negated(record.get(version.merged_column)),
         "reference": f"https://huggingface.co/{model}",
-        "reported_average": parse_float(record.get("Average ⬆️")),
+        "reported_average": parse_finite(record.get("Average ⬆️")),
         "submission_date": record.get(version.date_column),
     }
     if version is _V2:
