@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from leaderboard_api.dataset.contract import DatasetError
 
 
@@ -22,7 +24,16 @@ def _settings(args: argparse.Namespace) -> Any:
             overrides[name] = value
     if getattr(args, "no_cache", False):
         overrides["cache_dir"] = None
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:  # a bad setting from the environment or a flag
+        problem = exc.errors()[0]
+        name = ".".join(str(p) for p in problem["loc"]) or "settings"
+        raise SettingsError(f"setting {name}: {problem['msg']}") from None
+
+
+class SettingsError(Exception):
+    """A setting the service cannot start with (printed without a traceback)."""
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
@@ -204,6 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return code

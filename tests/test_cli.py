@@ -59,6 +59,15 @@ def test_serve_refuses_a_bad_dataset_and_exits_non_zero(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_bad_setting_is_one_line_without_traceback() -> None:
+    for env in ({"LEADERBOARD_ADMIN_TOKEN": "short"}, {"LEADERBOARD_PORT": "not-a-port"}):
+        done = cli("serve", env=env, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith("error: setting ")
+        assert "short" not in done.stderr  # a secret is never echoed
+
+
 def test_get_runs_one_request_in_process() -> None:
     done = cli("get", "/v1/benchmarks")
     assert done.returncode == 0, done.stderr
