@@ -237,7 +237,7 @@ def test_dataset_file_and_descriptive_stats(tmp_path: Path) -> None:
     report = import_mteb(root, out=out, catalog=catalog, jobs=1)
     assert json.loads((out / "dataset.json").read_text()) == {
         "name": "MTEB",
-        "scoring": {"revisions": "per_task"},
+        "scoring": {"registered_only": True, "revisions": "per_task"},
     }
     assert sorted(p.name for p in (out / "descriptive_stats").iterdir()) == ["BIOSSES.json"]
     assert (out / "descriptive_stats" / "BIOSSES.json").read_bytes() == b'{"num_samples": 100}\n'

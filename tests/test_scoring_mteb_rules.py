@@ -167,3 +167,16 @@ def test_widened_training(make_snapshot: MakeSnapshot) -> None:
     zero = {r["model"]: r["zero_shot_pct"] for r in summary}
     assert zero["child"] == pytest.approx(0.0)
     assert zero["free"] is None
+
+
+def test_registered_only_keeps_the_registry_models(tmp_path: Path) -> None:
+    rows = [cell("listed", "T", 0.5), cell("unlisted", "T", 0.9), cell("unknown", "T", 0.7)]
+    models = [{"name": "listed", "registered": True}, {"name": "unlisted", "registered": False}]
+    root = tmp_path / "d"
+    write_dataset(root, rows, models=models)
+    (root / "dataset.json").write_text(json.dumps({"scoring": {"registered_only": True}}))
+    snap = load_snapshot(resolve(str(root)))
+    assert snap.results["model_name"].cast(str).to_list() == ["listed"]
+    assert list(snap.models) == ["listed"]
+    assert snap.stats.extra == {"unregistered_rows": 2}
+    assert any("not registered" in w.message for w in snap.warnings)

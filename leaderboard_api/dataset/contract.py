@@ -189,6 +189,9 @@ class ScoringOptions(CatalogEntry):
 
 class DatasetScoring(CatalogEntry):
     revisions: RevisionRule = "per_model"
+    #: Only models whose ``models.jsonl`` entry says ``registered: true`` take part
+    #: (MTEB's leaderboard shows its registry's models only).
+    registered_only: bool = False
 
 
 class DatasetInfo(CatalogEntry):

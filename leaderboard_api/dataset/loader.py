@@ -422,6 +422,16 @@ def _choose_main_metric(
     return _drop_duplicates(kept, key=key)
 
 
+def _registered_only(
+    results: pl.DataFrame, models: dict[str, ModelInfo]
+) -> tuple[pl.DataFrame, dict[str, ModelInfo], int]:
+    """Only the rows and catalog entries of models marked ``registered: true``."""
+    kept = {n: m for n, m in models.items() if m.extras().get("registered") is True}
+    names = pl.Series("model_name", sorted(kept), dtype=pl.String)
+    rows = results.filter(pl.col("model_name").cast(pl.String).is_in(names.implode()))
+    return rows, kept, results.height - rows.height
+
+
 def _index(entries: Iterable[E]) -> dict[str, E]:
     # getattr: E is bound to BaseModel, which mypy does not know to have a ``name``.
     return {getattr(e, "name"): e for e in sorted(entries, key=lambda e: getattr(e, "name"))}  # noqa: B009
@@ -449,6 +459,17 @@ def build_snapshot(source: ResolvedSource) -> Snapshot:
     results, metrics, stats = read_results(root, tasks)
     if metrics is not None:
         results = _choose_main_metric(results, tasks, warnings, metrics.names)
+    unregistered = 0
+    if dataset.scoring.registered_only:
+        results, models, unregistered = _registered_only(results, models)
+        if unregistered:
+            warnings.append(
+                DatasetWarning(
+                    f"{unregistered} result row(s) of models not registered in "
+                    f"{MODELS_FILES[0]} left out (dataset.json scoring.registered_only)",
+                    file=DATASET_FILE,
+                )
+            )
     rule = dataset.scoring.revisions
     others = {b.scoring.revisions for b in benchmarks.values()} - {None, rule}
     all_revisions = results if others else None
@@ -498,6 +519,7 @@ def build_snapshot(source: ResolvedSource) -> Snapshot:
         nan_scores=stats.nan_scores,
         duplicates_dropped=stats.duplicates_dropped,
         revisions_dropped=dropped,
+        extra={"unregistered_rows": unregistered} if unregistered else {},
     )
     return Snapshot(
         id=source.snapshot_id,
@@ -550,6 +572,7 @@ def _dump_catalog(snapshot: Snapshot) -> bytes:
             "nan_scores": snapshot.stats.nan_scores,
             "duplicates_dropped": snapshot.stats.duplicates_dropped,
             "revisions_dropped": snapshot.stats.revisions_dropped,
+            "extra": dict(snapshot.stats.extra),
         },
     }
     return json.dumps(doc, sort_keys=True).encode()

@@ -174,7 +174,7 @@ def _import(
             benchmarks=cat.benchmarks if cat else None,
             menu=cat.menu if cat else None,
         )
-        write_dataset_file(stage.tmp)
+        write_dataset_file(stage.tmp, registered_only=cat is not None)
         stats: dict[str, list[int]] = {}
         if catalog is not None and cat is not None:
             task_names = [t["name"] for t in cat.tasks]

@@ -45,6 +45,9 @@ def models(
         entry = {**(best.meta if best and best.meta else {})}
         entry.update({k: v for k, v in registered.items() if v is not None})
         entry["name"] = name
+        if catalog:
+            # In the catalog's registry: MTEB's leaderboard shows only those models.
+            entry["registered"] = name in catalog
         with_results = sorted(r.folder for r in revs if r.imported)
         if with_results:
             entry["revisions"] = with_results

@@ -10,6 +10,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from multiprocessing import get_context
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import orjson
 
@@ -34,7 +35,7 @@ from leaderboard_api.dataset.importers.mteb_folder import (
 )
 
 DATASET_FILE = "dataset.json"
-DATASET_INFO = {"name": "MTEB", "scoring": {"revisions": "per_task"}}
+DATASET_INFO: dict[str, Any] = {"name": "MTEB", "scoring": {"revisions": "per_task"}}
 STATS_DIR = "descriptive_stats"
 MANIFEST_FILE = ".import-manifest.json"
 #: Files and folders an import owns; anything else in the output folder is carried over.
@@ -239,10 +240,14 @@ class Workers:
         return sorted(done, key=lambda o: o.folder)
 
 
-def write_dataset_file(out: Path) -> None:
-    """``dataset.json``: the dataset's name and its scoring rules."""
+def write_dataset_file(out: Path, *, registered_only: bool = False) -> None:
+    """``dataset.json``: the dataset's name and its scoring rules; with a catalog, only the
+    catalog's (registry) models take part in leaderboards, as on MTEB's own leaderboard."""
     option = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
-    write_bytes_atomic(out / DATASET_FILE, orjson.dumps(DATASET_INFO, option=option) + b"\n")
+    info = {**DATASET_INFO, "scoring": {**DATASET_INFO["scoring"]}}
+    if registered_only:
+        info["scoring"]["registered_only"] = True
+    write_bytes_atomic(out / DATASET_FILE, orjson.dumps(info, option=option) + b"\n")
 
 
 def copy_descriptive_stats(
