@@ -183,6 +183,9 @@ class ScoringOptions(CatalogEntry):
     ) = None
     #: Leave private tasks (``is_public: false``) out of the table (MTEB's RTEB tables).
     exclude_private: bool = False
+    #: Leave out of the table the models without a single complete task score; they still
+    #: count in the field their points are measured against (MTEB's tables).
+    hide_uncovered: bool = False
     #: ``None``: the dataset's rule (``dataset.json``), ``per_model`` unless it says otherwise.
     revisions: RevisionRule | None = None
 

@@ -276,6 +276,14 @@ def benchmark_summary(
         all_higher=bool(table.get_column("higher_is_better").all()),
         partial_last=partial_last,
     )
+    if info.scoring.hide_uncovered:
+        # Hidden rows leave no gaps: the shown ones are ranked again among themselves.
+        frame = assign_ranks(
+            frame.filter(pl.col("tasks_covered") > 0).drop("rank"),
+            method=used,
+            all_higher=bool(table.get_column("higher_is_better").all()),
+            partial_last=partial_last,
+        )
     if info.scoring.rank_by:
         frame = rank_by_columns(frame, list(info.scoring.rank_by))
     revisions = dict(models.select("model", pl.col("model_revision").cast(pl.String)).iter_rows())

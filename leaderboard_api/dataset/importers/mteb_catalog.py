@@ -155,6 +155,7 @@ def _benchmark_entry(raw: Mapping[str, Any]) -> dict[str, Any]:
         "borda": "field",
         "rank_by": keys or None,
         "exclude_private": rest.get("class") == "RtebBenchmark",
+        "hide_uncovered": True,
     }
     tasks = [
         {
