@@ -44,6 +44,8 @@ class ModelBriefOut(Schema):
     modalities: list[str] = []
     languages: list[str] = []
     memory_usage_mb: float | None = None
+    #: On a variant row (an experiment of a model): the model's own name.
+    variant_of: str | None = None
 
 
 class ModelOut(ModelBriefOut):

@@ -25,7 +25,7 @@ from leaderboard_api.scoring.errors import (
     UnknownModel,
     UnknownTask,
 )
-from leaderboard_api.scoring.rowkeys import split_key
+from leaderboard_api.scoring.rowkeys import row_key, split_key
 from leaderboard_api.scoring.summary import summary_ratings
 from leaderboard_api.scoring.tasks import metric_cells
 
@@ -124,10 +124,26 @@ class Views:
         return task
 
     def require_model(self, name: str) -> ModelInfo:
-        model = self.snapshot.models.get(name)
+        """The model named ``name``, or the model of a variant row's name; UnknownModel."""
+        model = self.snapshot.models.get(name) or self.snapshot.models.get(
+            self._variant_names().get(name, "")
+        )
         if model is None:
             raise UnknownModel(name)
         return model
+
+    def _variant_names(self) -> dict[str, str]:
+        """Variant row name -> its model's name (the frontend links rows by their name)."""
+
+        def build() -> dict[str, str]:
+            out: dict[str, str] = {}
+            for name, info in self.snapshot.models.items():
+                variants = info.extras().get("variants")
+                for variant in variants if isinstance(variants, dict) else {}:
+                    out[self.row_name(row_key(name, str(variant)))] = name
+            return out
+
+        return self._once(("variant-names",), build)
 
     def benchmark_names(self) -> list[str]:
         return list(self.snapshot.benchmarks)
@@ -380,11 +396,28 @@ class Views:
         settings = found.get(variant) if isinstance(found, dict) else None
         return dict(settings) if isinstance(settings, dict) else {"variant": variant}
 
+    def row_name(self, key: str) -> str:
+        """The name a table row shows: the model's, or for a variant the model's with its
+        settings, ``org/model (k=v, ...)`` (the form MTEB's registry names such variants
+        in), so every row of a table has a name of its own."""
+        model, variant = split_key(key)
+        if variant is None:
+            return model
+        settings = self.experiments(key) or {}
+        shown = [f"{k}={v}" for k, v in sorted(settings.items()) if v not in (None, "", {}, [])]
+        return f"{model} ({', '.join(shown) if shown else variant})"
+
+    def _row_model(self, key: str, **update: Any) -> schemas.ModelBriefOut:
+        model, variant = split_key(key)
+        brief = self.model_brief(model)
+        if variant is not None:
+            update |= {"name": self.row_name(key), "variant_of": model}
+        return brief.model_copy(update=update) if update else brief
+
     def _row_out(self, row: dict[str, Any], position: int) -> schemas.ScoreRowOut:
         fields = dict(row)
-        model, _ = split_key(row["model"])
         zero_shot = _zero_shot(row["zero_shot_pct"])
-        fields["model"] = self.model_brief(model).model_copy(update={"zero_shot_pct": zero_shot})
+        fields["model"] = self._row_model(row["model"], zero_shot_pct=zero_shot)
         fields["rank"] = row["rank"] if row["rank"] is not None else position
         fields["zero_shot_pct"] = zero_shot
         fields["max_tokens"] = _int_or_none(row["max_tokens"])
@@ -443,7 +476,7 @@ class Views:
             languages=table.languages,
             rows=[
                 schemas.PerLanguageRowOut(
-                    model_name=split_key(m)[0],
+                    model_name=self.row_name(m),
                     scores_by_language=_present(s),
                     experiments=self.experiments(m),
                 )
@@ -465,7 +498,8 @@ class Views:
                 lead = schemas.LeaderOut(
                     rank=leader["rank"],
                     model=schemas.LeaderModelOut(
-                        name=model.name, model_type=f.model_fields(model)["model_type"]
+                        name=self.row_name(leader["model"]),
+                        model_type=f.model_fields(model)["model_type"],
                     ),
                     mean_task=leader["mean_task"],
                     total_params_b=leader["total_params_b"],
@@ -542,7 +576,7 @@ class Views:
         rows = [
             schemas.TaskScoreRowOut(
                 rank=r["rank"] if r["rank"] is not None else position,
-                model=self.model_brief(split_key(r["model"])[0]),
+                model=self._row_model(r["model"]),
                 score=r["score"],
                 subset_scores={
                     subset: _present(splits) for subset, splits in r["subset_scores"].items()
@@ -603,7 +637,8 @@ class Views:
         return rows
 
     def model(self, name: str) -> schemas.ModelOut:
-        return model_out(self.require_model(name), num_benchmarks=len(self._model_rows(name)))
+        model = self.require_model(name)
+        return model_out(model, num_benchmarks=len(self._model_rows(model.name)))
 
     def models(self, query: ModelQuery | None = None) -> list[schemas.ModelOut]:
         """The models matching ``query`` (every facet it names; any of a facet's values)."""
@@ -612,5 +647,5 @@ class Views:
 
     def model_scores(self, name: str) -> schemas.ModelScoresOut:
         model = self.require_model(name)
-        rows = self._model_rows(name)
+        rows = self._model_rows(model.name)
         return schemas.ModelScoresOut(model=model_out(model, num_benchmarks=len(rows)), rows=rows)

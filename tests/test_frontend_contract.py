@@ -8,6 +8,8 @@ names the frontend uses: benchmark aliases, descriptive statistics, list filters
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,13 @@ async def assert_contract(client: httpx.AsyncClient, benchmarks: list[str]) -> N
         problems += fc.check(summary, fc.SUMMARY, f"{base}/scores")
         per_language = await get(client, f"{base}/per-language")
         problems += fc.check(per_language, fc.PER_LANGUAGE, f"{base}/per-language")
+        # The frontend keys table rows by model name: a repeated name breaks the page.
+        names = [r["model"]["name"] for r in summary["rows"]]
+        if len(names) != len(set(names)):
+            problems.append(f"{base}/scores: repeated model names")
+        language_names = [r["modelName"] for r in per_language["rows"]]
+        if len(language_names) != len(set(language_names)) or not set(language_names) <= set(names):
+            problems.append(f"{base}/per-language: names repeat or are not the summary's")
         leaders = await get(client, f"{base}/leaders", buckets="[[0,500],[500,null]]")
         problems += fc.check(leaders, fc.LEADERS, f"{base}/leaders")
         for bucket in leaders["buckets"]:
@@ -64,7 +73,11 @@ async def assert_contract(client: httpx.AsyncClient, benchmarks: list[str]) -> N
             problems += fc.check(await get(client, path), fc.MODEL_SCORES, path)
         for task in summary["tasks"][:3]:
             path = f"/v1/tasks/{q(task)}/scores"
-            problems += fc.check(await get(client, path), fc.TASK_SCORES, path)
+            task_scores = await get(client, path)
+            problems += fc.check(task_scores, fc.TASK_SCORES, path)
+            rows = [r["model"]["name"] for r in task_scores["rows"]]
+            if len(rows) != len(set(rows)):
+                problems.append(f"{path}: repeated model names")
     assert problems == [], "\n".join(problems[:40])
 
 
@@ -238,3 +251,33 @@ async def test_mteb_sample_serves_the_declared_types(mteb_dataset: Path) -> None
         flags = {r["trainedOn"] for r in sts["rows"]}
         assert flags <= {True, False, None}
         assert len(flags) > 1
+
+
+async def test_variant_rows_have_names_of_their_own(tmp_path: Path) -> None:
+    """An ``experiments/`` folder of a real model becomes a row of its own, named as MTEB's
+    registry names variants and carrying its settings; its name opens the model's page."""
+    if not (MTEB / "results-sample").is_dir():
+        pytest.skip("real MTEB data not available")
+    root = tmp_path / "src" / "results"
+    shutil.copytree(MTEB / "results-sample" / "results" / "BAAI__bge-m3", root / "BAAI__bge-m3")
+    rev = next(p for p in (root / "BAAI__bge-m3").iterdir() if p.is_dir())
+    exp = rev / "experiments" / "use_instructions_False"
+    exp.mkdir(parents=True)
+    for path in sorted(p for p in rev.glob("*.json") if p.name != "model_meta.json"):
+        shutil.copyfile(path, exp / path.name)
+    meta = {"name": "BAAI/bge-m3", "experiment_kwargs": {"use_instructions": False}}
+    (exp / "model_meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "out"
+    import_mteb(root.parent, out=out, catalog=MTEB / "catalog")
+    async with client_for(data=str(out)) as c:
+        summary = await get(c, f"/v1/benchmarks/{q('MTEB(eng, v2)')}/scores")
+        rows = {r["model"]["name"]: r for r in summary["rows"]}
+        assert set(rows) == {"BAAI/bge-m3", "BAAI/bge-m3 (use_instructions=False)"}
+        variant = rows["BAAI/bge-m3 (use_instructions=False)"]
+        assert variant["experiments"] == {"use_instructions": False}
+        assert variant["model"]["variantOf"] == "BAAI/bge-m3"
+        assert rows["BAAI/bge-m3"]["experiments"] is None
+        assert variant["scoresByTask"] == rows["BAAI/bge-m3"]["scoresByTask"]
+        page = await get(c, f"/v1/models/{q('BAAI/bge-m3 (use_instructions=False)')}")
+        assert page["name"] == "BAAI/bge-m3"
+        await assert_contract(c, ["MTEB(eng, v2)"])
