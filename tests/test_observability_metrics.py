@@ -27,6 +27,7 @@ from leaderboard_api.observability.metrics import (
 )
 from leaderboard_api.observability.routes import UNMATCHED, RouteTemplates
 from leaderboard_api.serving.cache import PayloadCache
+from leaderboard_api.serving.fastpath import FastPath
 from leaderboard_api.serving.payload import Payload
 from tests.api_support import serve_in_thread as _serve
 
@@ -341,3 +342,60 @@ def test_multiprocess_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         check_multiprocess_env()
     with pytest.raises(MultiprocessModeError):
         Metrics()
+
+
+def test_fast_path_answers_are_counted_without_wrapping_send() -> None:
+    # MetricsMiddleware directly around a FastPath sends its answers itself.
+    payload = Payload.build(
+        b"x" * 2000,
+        media_type="text/plain",
+        last_modified=datetime(2024, 1, 1, tzinfo=UTC),
+        cache_control="no-cache",
+    )
+    metrics = Metrics(process_metrics=False)
+
+    async def framework(scope: Scope, receive: Any, send: Any) -> None:
+        status, body, headers = 404, b"missing", []
+        if scope["path"] == "/metrics":
+            body, content_type = render_metrics(metrics)
+            status, headers = 200, [(b"content-type", content_type.encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def lookup(path: str, query: bytes) -> Payload | None:
+        if path == "/boom":
+            msg = "deliberate lookup failure"
+            raise RuntimeError(msg)
+        return payload if path == "/v1/fast" and not query else None
+
+    fast = FastPath(framework, lookup=lookup)
+    app = MetricsMiddleware(fast, metrics=metrics, templates=RouteTemplates(TEMPLATES))
+    identity = payload.variants["identity"]
+    with _serve(app) as base, httpx.Client(base_url=base) as client:
+        for _ in range(3):
+            response = client.get("/v1/fast", headers={"accept-encoding": "identity"})
+            assert response.content == identity.body
+            assert response.headers["etag"] == identity.etag
+        assert client.head("/v1/fast").status_code == 200
+        assert client.get("/v1/fast", headers={"if-none-match": identity.etag}).status_code == 304
+        gzipped = client.get("/v1/fast", headers={"accept-encoding": "gzip"})
+        assert gzipped.headers["content-encoding"] == "gzip"
+        assert client.get("/v1/fast?x=1").status_code == 404  # not prebuilt: the framework
+        assert client.get("/boom", headers=CLOSE).status_code == 500
+        samples = _samples(client.get("/metrics").text)
+
+    def requests(method: str, route: str, status: str) -> float:
+        return _get(samples, "http_requests_total", method=method, route=route, status=status)
+
+    assert requests("GET", "/v1/fast", "200") == 4
+    assert requests("HEAD", "/v1/fast", "200") == 1
+    assert requests("GET", "/v1/fast", "304") == 1
+    assert requests("GET", "/v1/fast", "404") == 1
+    assert requests("GET", "/boom", "500") == 1
+    fast_get = {"method": "GET", "route": "/v1/fast"}
+    assert _get(samples, "http_request_duration_seconds_count", **fast_get) == 6
+    assert _get(samples, "http_request_duration_seconds_bucket", le="+Inf", **fast_get) == 6
+    sent = 3 * len(identity.body) + len(payload.variants["gzip"].body) + len(b"missing")
+    assert _get(samples, "http_response_size_bytes_count", route="/v1/fast") == 7
+    assert _get(samples, "http_response_size_bytes_sum", route="/v1/fast") == sent
+    assert _get(samples, "http_requests_in_flight") == 1  # the scrape itself

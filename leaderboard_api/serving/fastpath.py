@@ -14,14 +14,26 @@ the query; normalizing it (or answering None for anything parameterized) is the 
 choice.  ``lookup`` runs on every GET/HEAD, so it should be a dict lookup, e.g. a
 :meth:`~leaderboard_api.serving.cache.PayloadCache.get_ready` call.
 
+Answer memo
+    The answer to a request depends on the payload and on the raw ``Accept-Encoding``,
+    ``If-None-Match`` and ``If-Modified-Since`` values only, and clients send few distinct
+    values (one per browser family, the ETag they were given).  :class:`AnswerMemo`
+    keeps, per payload, ``(accept, if_none_match, if_modified_since) -> (status, headers,
+    body)``, so a repeated request costs a header scan and two dict lookups instead of
+    negotiation and validator parsing.  It is bounded (see :class:`AnswerMemo`) and holds
+    payloads weakly: a payload dropped by the cache takes its answers with it.
+
 Per request the fast path allocates the header list (a fresh list, because middleware
 and servers may mutate what they are given) and two message dicts; everything else is
-precomputed in the payload or memoized (Accept-Encoding rankings).  Middleware that must
-see every request (metrics, tracing, access logs) goes outside :class:`FastPath`.
+precomputed in the payload or memoized.  Middleware that must see every request
+(metrics, tracing, access logs) goes outside :class:`FastPath`;
+:class:`~leaderboard_api.observability.metrics.MetricsMiddleware` directly around it
+serves through :meth:`FastPath.prebuilt` and counts without wrapping ``send``.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -31,44 +43,42 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from leaderboard_api.serving.conditional import EncodingNegotiator, not_modified_variant
 from leaderboard_api.serving.payload import Payload
 
-__all__ = ["ASGIApp", "FastPath", "Lookup", "OriginHeaders", "PayloadResponse", "send_payload"]
+__all__ = [
+    "ASGIApp",
+    "Answer",
+    "AnswerMemo",
+    "FastPath",
+    "Lookup",
+    "OriginHeaders",
+    "PayloadResponse",
+    "answer",
+    "send_payload",
+]
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 #: ``lookup(path, query_string) -> Payload | None``.
 Lookup = Callable[[str, bytes], Payload | None]
 #: ``origin_headers(origin) -> headers`` to add when the request has an Origin (CORS).
 OriginHeaders = Callable[[bytes], RawHeaders]
+#: What goes out: status, headers (before origin headers) and the GET body.
+Answer = tuple[int, tuple[tuple[bytes, bytes], ...], bytes]
+#: The request headers an answer depends on, raw (None when absent).
+Conditions = tuple[bytes | None, bytes | None, bytes | None]
 
 _METHODS: Final = frozenset({"GET", "HEAD"})
 
 
-async def _respond(
-    scope: Scope,
-    send: Send,
+def answer(
     payload: Payload,
     *,
+    accept: bytes | None,
+    if_none_match: bytes | None,
+    if_modified_since: bytes | None,
     negotiator: EncodingNegotiator,
-    extra_headers: RawHeaders,
-    origin_headers: OriginHeaders | None,
-) -> None:
-    """Write the 200 or 304 for ``payload``; the shared core of both serving paths."""
-    accept: bytes | None = None
-    if_none_match: bytes | None = None
-    if_modified_since: bytes | None = None
-    origin: bytes | None = None
-    for name, value in scope["headers"]:
-        if name == b"accept-encoding":
-            accept = value if accept is None else accept + b"," + value
-        elif name == b"if-none-match":
-            if_none_match = value if if_none_match is None else if_none_match + b"," + value
-        elif name == b"if-modified-since":
-            if_modified_since = value
-        elif name == b"origin":
-            origin = value
+    extra_headers: RawHeaders = (),
+) -> Answer:
+    """The 200 or 304 for ``payload`` under these raw request headers (not memoized)."""
     variant = negotiator.choose(accept, payload)
-    status = 200
-    headers = variant.headers
-    body = variant.body
     if if_none_match is not None or if_modified_since is not None:
         matched = not_modified_variant(
             payload,
@@ -79,17 +89,125 @@ async def _respond(
             preferred=variant,
         )
         if matched is not None:
-            status = 304
-            headers = matched.not_modified_headers
-            body = b""
-    if origin is not None and origin_headers is not None:
-        out = [*headers, *extra_headers, *origin_headers(origin)]
-    else:
-        out = [*headers, *extra_headers]
-    await send({"type": "http.response.start", "status": status, "headers": out})
-    if scope["method"] == "HEAD":
-        body = b""
-    await send({"type": "http.response.body", "body": body})
+            return 304, (*matched.not_modified_headers, *extra_headers), b""
+    return 200, (*variant.headers, *extra_headers), variant.body
+
+
+class _PayloadAnswers:
+    """One payload's memoized answers, and the weak reference that forgets them."""
+
+    __slots__ = ("ref", "table")
+
+    def __init__(self, ref: weakref.ref[Payload]) -> None:
+        self.ref = ref
+        self.table: dict[Conditions, Answer] = {}
+
+
+class AnswerMemo:
+    """Bounded memo of :func:`answer` per payload and raw header values.
+
+    Keyed by the payload (identity, held weakly) and the exact raw ``Accept-Encoding``,
+    ``If-None-Match`` and ``If-Modified-Since`` values.  Bounds: at most ``max_entries``
+    answers over all payloads (when full it is emptied, so a client that varies its
+    headers costs recomputation, never memory), and headers longer than
+    ``max_header_bytes`` together are answered without being memoized (a key keeps its
+    header bytes alive).  An answer refers to its payload's header values and body only,
+    which live as long as the payload does anyway.
+
+    Used from the event loop thread; the weak-reference callback may run in any thread
+    (where the payload's last reference goes) and only removes its own entry.
+    """
+
+    __slots__ = (
+        "_by_payload",
+        "_entries",
+        "_extra",
+        "_negotiator",
+        "max_entries",
+        "max_header_bytes",
+    )
+
+    def __init__(
+        self,
+        *,
+        negotiator: EncodingNegotiator,
+        extra_headers: RawHeaders = (),
+        max_entries: int = 4096,
+        max_header_bytes: int = 512,
+    ) -> None:
+        self._negotiator = negotiator
+        self._extra = tuple(extra_headers)
+        self._by_payload: dict[int, _PayloadAnswers] = {}
+        self._entries = 0
+        self.max_entries = max_entries
+        self.max_header_bytes = max_header_bytes
+
+    def __len__(self) -> int:
+        """How many answers are memoized now (at most ``max_entries``)."""
+        return self._entries
+
+    @property
+    def payloads(self) -> int:
+        """How many payloads have memoized answers now."""
+        return len(self._by_payload)
+
+    def get(self, payload: Payload, conditions: Conditions) -> Answer:
+        """Return :func:`answer` for ``payload`` under ``conditions``, memoized when it may be."""
+        answers = self._by_payload.get(id(payload))
+        if answers is not None and answers.ref() is payload:
+            found = answers.table.get(conditions)
+            if found is not None:
+                return found
+        accept, if_none_match, if_modified_since = conditions
+        result = answer(
+            payload,
+            accept=accept,
+            if_none_match=if_none_match,
+            if_modified_since=if_modified_since,
+            negotiator=self._negotiator,
+            extra_headers=self._extra,
+        )
+        size = sum(len(value) for value in conditions if value is not None)
+        if size <= self.max_header_bytes and self.max_entries > 0:
+            self._store(payload, answers, conditions, result)
+        return result
+
+    def _store(
+        self,
+        payload: Payload,
+        answers: _PayloadAnswers | None,
+        conditions: Conditions,
+        result: Answer,
+    ) -> None:
+        if self._entries >= self.max_entries:
+            self.clear()
+            answers = None
+        if answers is None or answers.ref() is not payload:
+            answers = self._track(payload)
+        answers.table[conditions] = result
+        self._entries += 1
+
+    def _track(self, payload: Payload) -> _PayloadAnswers:
+        key = id(payload)
+        by_payload = self._by_payload
+
+        def forget(ref: weakref.ref[Payload]) -> None:
+            # Only this payload's own entry: its id may already name a newer payload.
+            current = by_payload.get(key)
+            if current is not None and current.ref is ref:
+                del by_payload[key]
+                self._entries -= len(current.table)
+
+        stale = by_payload.get(key)
+        if stale is not None:  # a dead payload's id reused before its callback ran
+            self._entries -= len(stale.table)
+        answers = by_payload[key] = _PayloadAnswers(weakref.ref(payload, forget))
+        return answers
+
+    def clear(self) -> None:
+        """Forget every answer."""
+        self._by_payload.clear()
+        self._entries = 0
 
 
 async def send_payload(
@@ -105,16 +223,42 @@ async def send_payload(
 
     Honors If-None-Match / If-Modified-Since (304), Accept-Encoding and HEAD.
     ``extra_headers`` are appended to every response.  ``receive`` is unused (GET and
-    HEAD have no body to read) and is accepted for the ASGI call shape.
+    HEAD have no body to read) and is accepted for the ASGI call shape.  Nothing is
+    memoized: cold requests are rare and each may carry other headers.
     """
-    await _respond(
-        scope,
-        send,
+    accept, if_none_match, if_modified_since, _ = _conditions(scope)
+    status, headers, body = answer(
         payload,
+        accept=accept,
+        if_none_match=if_none_match,
+        if_modified_since=if_modified_since,
         negotiator=negotiator if negotiator is not None else EncodingNegotiator(limit=0),
         extra_headers=extra_headers,
-        origin_headers=None,
     )
+    await send({"type": "http.response.start", "status": status, "headers": [*headers]})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def _conditions(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
+    """Accept-Encoding, If-None-Match, If-Modified-Since and Origin, raw (None when absent).
+
+    Repeated Accept-Encoding or If-None-Match fields are joined with commas (RFC 9110
+    §5.3); a repeated If-Modified-Since or Origin keeps the last.
+    """
+    accept: bytes | None = None
+    if_none_match: bytes | None = None
+    if_modified_since: bytes | None = None
+    origin: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"accept-encoding":
+            accept = value if accept is None else accept + b"," + value
+        elif name == b"if-none-match":
+            if_none_match = value if if_none_match is None else if_none_match + b"," + value
+        elif name == b"if-modified-since":
+            if_modified_since = value
+        elif name == b"origin":
+            origin = value
+    return accept, if_none_match, if_modified_since, origin
 
 
 class FastPath:
@@ -132,9 +276,11 @@ class FastPath:
         Called with the Origin value when the request has one; its headers are added
         (CORS: ``access-control-allow-origin`` and ``vary: origin`` for allowed origins,
         nothing for others).  Preflight OPTIONS requests go to ``app``.
+    memo_entries
+        Bound of the :class:`AnswerMemo` (answers over all payloads); 0 memoizes nothing.
     """
 
-    __slots__ = ("_app", "_extra", "_lookup", "_negotiator", "_origin_headers")
+    __slots__ = ("_app", "_extra", "_lookup", "_origin_headers", "memo")
 
     def __init__(
         self,
@@ -143,30 +289,49 @@ class FastPath:
         lookup: Lookup,
         extra_headers: RawHeaders = (),
         origin_headers: OriginHeaders | None = None,
+        memo_entries: int = 4096,
     ) -> None:
         self._app = app
         self._lookup = lookup
         self._extra = tuple(extra_headers)
         self._origin_headers = origin_headers
-        self._negotiator = EncodingNegotiator()
+        self.memo = AnswerMemo(
+            negotiator=EncodingNegotiator(),
+            extra_headers=self._extra,
+            max_entries=memo_entries,
+        )
 
     @property
     def app(self) -> ASGIApp:
         """The wrapped application."""
         return self._app
 
+    def prebuilt(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """The response to an HTTP ``scope`` if the fast path answers it, else None.
+
+        Status, a fresh header list and the body (empty for HEAD and 304): exactly what
+        :meth:`__call__` would send.  ``scope["type"]`` must be ``"http"``.
+        """
+        if scope["method"] not in _METHODS:
+            return None
+        payload = self._lookup(scope["path"], scope["query_string"])
+        if payload is None:
+            return None
+        accept, if_none_match, if_modified_since, origin = _conditions(scope)
+        status, headers, body = self.memo.get(payload, (accept, if_none_match, if_modified_since))
+        if origin is not None and self._origin_headers is not None:
+            out = [*headers, *self._origin_headers(origin)]
+        else:
+            out = [*headers]
+        return status, out, b"" if scope["method"] == "HEAD" else body
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _METHODS:
-            payload = self._lookup(scope["path"], scope["query_string"])
-            if payload is not None:
-                await _respond(
-                    scope,
-                    send,
-                    payload,
-                    negotiator=self._negotiator,
-                    extra_headers=self._extra,
-                    origin_headers=self._origin_headers,
-                )
+        if scope["type"] == "http":
+            found = self.prebuilt(scope)
+            if found is not None:
+                status, headers, body = found
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
                 return
         await self._app(scope, receive, send)
 

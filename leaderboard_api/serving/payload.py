@@ -114,7 +114,8 @@ class Variant:
     not_modified_headers: Headers
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+# weakref_slot: the fast path's answer memo holds payloads weakly (see fastpath.AnswerMemo).
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Payload:
     """A response body in every offered coding, with validators and precomputed headers.
 
