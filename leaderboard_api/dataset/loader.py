@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
+import ctypes
+import gc
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 import orjson
 import polars as pl
+import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from leaderboard_api.dataset.contract import (
@@ -678,13 +680,27 @@ def load_snapshot(source: ResolvedSource, *, cache_dir: Path | None = None) -> S
     snapshot = build_snapshot(source)
     if cache_dir is not None:
         try:
-            entry = write_cache(snapshot, cache_dir)
+            write_cache(snapshot, cache_dir)
         except OSError as exc:
             log.warning("could not write disk cache under %s: %s", cache_dir, exc)
         else:
-            if snapshot.metrics is not None:
-                # Serve metrics from the cache entry; the temporary copy goes with the old store.
-                names = {t: list(m) for t, m in snapshot.metrics.names.items()}
-                store = MetricStore.open(entry / METRICS_DIR, names)
-                snapshot = dataclasses.replace(snapshot, metrics=store)
+            # Serve what the cache holds: compact frames (the build's intermediate ones are
+            # freed) and metrics in the entry (the temporary copy goes with the old store).
+            cached = read_cache(cache_dir, source)
+            if cached is not None:
+                del snapshot
+                release_memory()
+                return cached
+    release_memory()
     return snapshot
+
+
+def release_memory() -> None:
+    """Hand memory a load freed back to the system (arrow's pool, the C allocator)."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to trim
+        return
+    libc.malloc_trim(0)
