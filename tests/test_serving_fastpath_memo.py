@@ -234,3 +234,30 @@ def test_memoized_fast_path_on_a_real_server() -> None:
                     h for h in y.headers.raw if h[0].lower() not in drop
                 ]
     assert len(memoized.memo) > 0
+
+
+async def test_identity_decoded_on_demand_is_answered_alike_but_never_memoized() -> None:
+    body = PAYLOAD.identity
+    lean = Payload.build(
+        body,
+        media_type="application/json",
+        last_modified=WHEN,
+        cache_control="public",
+        keep_identity=False,
+    )
+    assert lean.identity_on_demand
+    app = fast({PATH: lean})
+    held = fast({PATH: PAYLOAD}, memo_entries=0)
+    for accept in ACCEPTS:
+        for inm in (None, TAGS["identity"].encode()):
+            headers = request_headers(accept, inm, None)
+            assert await call(app, "GET", headers) == await call(held, "GET", headers)
+    identity = request_headers(b"identity", None, None)
+    before = len(app.memo)
+    for _ in range(3):
+        status, _, sent = await call(app, "GET", identity)
+        assert (status, sent) == (200, body)
+    assert len(app.memo) == before  # a decoded body is not kept
+    coded = request_headers(b"br;q=0.3, gzip", None, None)  # not asked above
+    await call(app, "GET", coded)
+    assert len(app.memo) == before + 1

@@ -265,3 +265,33 @@ def test_serving_layer_imports_neither_polars_nor_the_dataset() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_identity_on_demand_is_the_same_representation_held_once() -> None:
+    body = table_body(2000)
+    held = build(body)
+    lean = Payload.build(
+        body,
+        media_type="application/json",
+        last_modified=WHEN,
+        cache_control=CACHE,
+        keep_identity=False,
+    )
+    assert lean.identity_on_demand
+    assert not held.identity_on_demand
+    assert lean.identity == body
+    for coding in ENCODINGS:
+        assert lean.variants[coding].body == held.variants[coding].body, coding
+        assert lean.variants[coding].headers == held.variants[coding].headers, coding
+        assert lean.variants[coding].etag == held.variants[coding].etag, coding
+    assert lean.nbytes == held.nbytes - len(body)
+    # Too small to be compressed: the identity bytes are all there is, so they are held.
+    small = Payload.build(
+        b"{}",
+        media_type="application/json",
+        last_modified=WHEN,
+        cache_control=CACHE,
+        keep_identity=False,
+    )
+    assert not small.identity_on_demand
+    assert small.identity == b"{}"

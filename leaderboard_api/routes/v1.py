@@ -51,8 +51,19 @@ def encode(obj: Any) -> bytes:
     return to_json(obj, by_alias=True)
 
 
+#: Routes of the long tail (one per task or model): their identity bodies are decoded from
+#: zstd when a client accepts no coding, instead of being held (most of the payload memory).
+LONG_TAIL = frozenset({"task", "task-scores", "task-stats", "model", "model-scores"})
+
+
 def make_payload(
-    state: AppState, views: Views, body: bytes, *, media_type: str = JSON, extra: Any = ()
+    state: AppState,
+    views: Views,
+    body: bytes,
+    *,
+    media_type: str = JSON,
+    extra: Any = (),
+    route: str = "",
 ) -> Payload:
     """The one way a /v1 body becomes a Payload (handlers, warmup and export share it)."""
     return Payload.build(
@@ -61,6 +72,7 @@ def make_payload(
         last_modified=views.snapshot.updated_at,
         cache_control=state.settings.cache_control,
         extra_headers=extra,
+        keep_identity=route.split(":")[0] not in LONG_TAIL,
     )
 
 
@@ -84,7 +96,9 @@ async def serve(
         started = time.perf_counter()
         with state.span("payload.build", route=route.split(":")[0], snapshot=snapshot_id):
             body = build(views)
-            payload = make_payload(state, views, body, media_type=media_type, extra=extra_headers)
+            payload = make_payload(
+                state, views, body, media_type=media_type, extra=extra_headers, route=route
+            )
         if state.metrics is not None:
             state.metrics.observe_build(route.split(":")[0], time.perf_counter() - started)
         return payload

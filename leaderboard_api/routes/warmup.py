@@ -124,7 +124,12 @@ def warm_plan(state: AppState, views: Views) -> tuple[list[WarmItem], list[WarmI
                 started = time.perf_counter()
                 body = job.build(views)
                 payload = make_payload(
-                    state, views, body, media_type=job.media_type, extra=job.extra_headers
+                    state,
+                    views,
+                    body,
+                    media_type=job.media_type,
+                    extra=job.extra_headers,
+                    route=job.route,
                 )
                 if state.metrics is not None:
                     kind = job.route.split(":")[0]

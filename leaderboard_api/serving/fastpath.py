@@ -93,6 +93,14 @@ def answer(
     return 200, (*variant.headers, *extra_headers), variant.body
 
 
+def _decoded(payload: Payload, result: Answer) -> bool:
+    """Whether ``result`` sends an identity body decoded for this answer alone (memoizing
+    it would hold the very bytes the payload chose not to hold)."""
+    if not payload.identity_on_demand or result[0] != 200:
+        return False
+    return not any(name == b"content-encoding" for name, _ in result[1])
+
+
 class _PayloadAnswers:
     """One payload's memoized answers, and the weak reference that forgets them."""
 
@@ -168,7 +176,7 @@ class AnswerMemo:
             extra_headers=self._extra,
         )
         size = sum(len(value) for value in conditions if value is not None)
-        if size <= self.max_header_bytes and self.max_entries > 0:
+        if size <= self.max_header_bytes and self.max_entries > 0 and not _decoded(payload, result):
             self._store(payload, answers, conditions, result)
         return result
 

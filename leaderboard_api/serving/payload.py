@@ -105,13 +105,22 @@ class Variant:
 
     #: ``"identity"``, ``"br"``, ``"zstd"`` or ``"gzip"``.
     encoding: str
-    body: bytes
+    #: The bytes held: the body itself, or (``on_demand``) the zstd body it is decoded from.
+    stored: bytes
     #: Quoted strong entity tag, e.g. ``'"3f2a…-gz"'``.
     etag: str
     #: Headers of a 200 (and of the HEAD response): type, length, coding, validators.
     headers: Headers
     #: Headers of a 304: validators and caching metadata, no type, length or coding.
     not_modified_headers: Headers
+    #: An identity body not kept in memory but decoded from the zstd one when sent.
+    on_demand: bool = False
+
+    @property
+    def body(self) -> bytes:
+        if self.on_demand:
+            return zstandard.ZstdDecompressor().decompress(self.stored)
+        return self.stored
 
 
 # weakref_slot: the fast path's answer memo holds payloads weakly (see fastpath.AnswerMemo).
@@ -123,7 +132,6 @@ class Payload:
     fields as they are and does not check them.
     """
 
-    identity: bytes
     gzip: bytes | None
     br: bytes | None
     zstd: bytes | None
@@ -150,6 +158,7 @@ class Payload:
         cache_control: str,
         extra_headers: Sequence[tuple[str, str]] = (),
         compression: CompressionPolicy = DEFAULT_COMPRESSION,
+        keep_identity: bool = True,
     ) -> Payload:
         """Encode ``body`` in every worthwhile coding and precompute all headers.
 
@@ -169,6 +178,10 @@ class Payload:
             ``Content-Disposition``); names are lower-cased.
         compression
             Which codings to produce and at what levels.
+        keep_identity
+            False: when a zstd body exists, do not hold the identity bytes but decode them
+            from it for the (rare) client that accepts no coding; for long-tail routes,
+            whose identity bodies would otherwise be most of the memory payloads take.
 
         Notes
         -----
@@ -186,10 +199,12 @@ class Payload:
             for name, value in extra_headers
         )
         variants: dict[str, Variant] = {}
+        on_demand = not keep_identity and "zstd" in coded
         for encoding in ENCODINGS:
             data = bodies.get(encoding)
             if data is None:
                 continue
+            lazy = on_demand and encoding == "identity"
             etag = f'"{digest}{_ETAG_SUFFIX[encoding]}"'
             common = _common_headers(
                 etag=etag, cache_control=cache_control, last_modified=date, varies=varies
@@ -202,14 +217,14 @@ class Payload:
                 full.append((b"content-encoding", encoding.encode("ascii")))
             variants[encoding] = Variant(
                 encoding=encoding,
-                body=data,
+                stored=coded["zstd"] if lazy else data,
                 etag=etag,
                 headers=(*full, *common, *extra),
                 not_modified_headers=(*common, *extra),
+                on_demand=lazy,
             )
         by_etag = {variant.etag: variant for variant in variants.values()}
         return cls(
-            identity=body,
             gzip=coded.get("gzip"),
             br=coded.get("br"),
             zstd=coded.get("zstd"),
@@ -228,9 +243,19 @@ class Payload:
         return tuple(self.variants)
 
     @property
+    def identity(self) -> bytes:
+        """The identity body (decoded from zstd when it is not held)."""
+        return self.variants["identity"].body
+
+    @property
+    def identity_on_demand(self) -> bool:
+        """Whether the identity body is decoded when sent rather than held."""
+        return self.variants["identity"].on_demand
+
+    @property
     def nbytes(self) -> int:
         """Memory held by all bodies together (what the cache's byte bound counts)."""
-        return sum(len(variant.body) for variant in self.variants.values())
+        return sum(len(v.stored) for v in self.variants.values() if not v.on_demand)
 
 
 def _common_headers(*, etag: str, cache_control: str, last_modified: str, varies: bool) -> Headers:
