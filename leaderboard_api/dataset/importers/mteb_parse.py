@@ -15,6 +15,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
+from leaderboard_api.dataset.importers.common import BASE_SCHEMA
 from leaderboard_api.dataset.importers.mteb_catalog import MAIN_SCORE, TaskMeta
 
 #: Legacy metric groups and the prefix their metrics carry in the current format.
@@ -28,17 +29,11 @@ METRIC_GROUPS = {
     "similarity": "similarity",
 }
 #: Columns of every written results file, in this order.
+#: The importers' shared columns with ``variant`` after the revision, then MTEB's extras.
 SCHEMA: dict[str, pl.DataType] = {
-    "model_name": pl.String(),
-    "model_revision": pl.String(),
+    **dict(list(BASE_SCHEMA.items())[:2]),
     "variant": pl.String(),
-    "task_name": pl.String(),
-    "split": pl.String(),
-    "subset": pl.String(),
-    "languages": pl.List(pl.String()),
-    "score": pl.Float64(),
-    "metric": pl.String(),
-    "evaluated_at": pl.Datetime("us", "UTC"),
+    **dict(list(BASE_SCHEMA.items())[2:]),
     "evaluation_time": pl.Float64(),
     "mteb_version": pl.String(),
     "dataset_revision": pl.String(),
