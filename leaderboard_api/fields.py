@@ -79,6 +79,12 @@ def model_types(model: ModelInfo) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
+def model_type(model: ModelInfo) -> str:
+    """The one model type shown: the first the catalog names, else ``dense``."""
+    kinds = model_types(model)
+    return kinds[0] if kinds else DEFAULT_MODEL_TYPE
+
+
 def model_fields(model: ModelInfo) -> dict[str, Any]:
     """The fields every model object shares (``ModelBriefOut``'s), from the catalog entry."""
 
@@ -102,7 +108,7 @@ def model_fields(model: ModelInfo) -> dict[str, Any]:
         "embedding_dim": model.embed_dim,
         "max_tokens": model.max_tokens,
         "release_date": None if model.release_date is None else str(model.release_date),
-        "model_type": kinds[0] if kinds else DEFAULT_MODEL_TYPE,
+        "model_type": model_type(model),
         "model_types": kinds,
         "instruction_tuned": bool(more.get("use_instructions")),
         "open_weights": bool(model.open_weights),

@@ -45,6 +45,36 @@ def _zero_shot(value: float | None) -> int:
     return -1 if value is None else int(value)  # truncated, as MTEB shows it
 
 
+def _declared(bench: BenchmarkInfo) -> frozenset[str]:
+    """The aggregation names a benchmark declares (custom groupings aside)."""
+    return frozenset(a for a in bench.extras().get("aggregations") or [] if isinstance(a, str))
+
+
+#: Declared aggregation -> the summary column ``meanTask`` shows for it, by precedence.
+_PRIMARY = (
+    ("mean_task", "mean_task"),
+    ("mean_subset", "mean_subset"),
+    ("mean_task_type", "mean_task_type"),
+    ("public_private", "mean_public"),
+)
+
+
+def _declared_means(declared: frozenset[str], row: dict[str, Any]) -> dict[str, Any]:
+    """The means a benchmark's declared aggregations show, MTEB's way: ``meanTask`` holds
+    the first declared of mean_task, mean_subset, mean_task_type, public_private (its public
+    mean); undeclared means are null.  Nothing declared: all shown (an empty update)."""
+    if not declared:
+        return {}
+    primary = next((row[column] for agg, column in _PRIMARY if agg in declared), None)
+    split = "public_private" in declared and "mean_task" in declared
+    return {
+        "mean_task": primary,
+        "mean_task_type": row["mean_task_type"] if "mean_task_type" in declared else None,
+        "mean_public": row["mean_public"] if split else None,
+        "mean_private": row["mean_private"] if split else None,
+    }
+
+
 #: Model extras ``model_fields`` serves under other names.
 _MODEL_SOURCES = frozenset({"use_instructions", "openness", "openness_score", "variants"})
 #: Model extras the frontend reads as text (some catalogs hold booleans or objects there).
@@ -190,18 +220,12 @@ class Views:
         langs = sorted(f.benchmark_languages(bench, self.snapshot.tasks))
         summary = self.summary(bench.name)
         groupings = self.custom_groupings(bench)
-        aggregations = [
-            str(a)
-            for a in (extras.get("aggregations") or ["mean_task", "mean_task_type"])
-            if isinstance(a, str)
-        ]
-        if groupings and "custom_groups" not in aggregations:
-            aggregations.append("custom_groups")
+        icon = f.icon_path(bench)
         fields: dict[str, Any] = {
             "name": bench.name,
             "display_name": bench.display_name or bench.name,
-            "icon": f.icon_path(bench),
-            "icon_source": bench.icon if f.icon_path(bench) != bench.icon else None,
+            "icon": icon,
+            "icon_source": bench.icon if icon != bench.icon else None,
             "description": bench.description,
             "reference": bench.reference,
             "citation": bench.citation,
@@ -214,7 +238,7 @@ class Views:
             "display_on_leaderboard": not bench.hidden
             and extras.get("display_on_leaderboard") is not False,
             "new_version": f.new_version(bench),
-            "aggregations": aggregations,
+            "aggregations": self._aggregations(bench, has_groupings=bool(groupings)),
             "custom_groupings": groupings,
             "show_zero_shot": bool(extras.get("show_zero_shot", False)),
             "num_models": summary.num_models,
@@ -240,6 +264,15 @@ class Views:
             }
         )
         return cls(**fields, **f.extras(bench, skip=skip))
+
+    @staticmethod
+    def _aggregations(bench: BenchmarkInfo, *, has_groupings: bool) -> list[str]:
+        """The declared aggregation names; ``custom_groups`` stands for custom groupings."""
+        declared = bench.extras().get("aggregations") or ["mean_task", "mean_task_type"]
+        names = [str(a) for a in declared if isinstance(a, str)]
+        if has_groupings and "custom_groups" not in names:
+            names.append("custom_groups")
+        return names
 
     def custom_groupings(self, bench: BenchmarkInfo) -> list[schemas.CustomGroupingOut]:
         """The benchmark's declared custom groupings (MIEB-style aggregations)."""
@@ -332,17 +365,18 @@ class Views:
     def scores(self, name: str, *, languages: tuple[str, ...]) -> schemas.ScoresOut:
         bench = self.require_benchmark(name)
         summary = self.summary(name, languages)
+        groupings = self._scored_groupings(bench, summary)
+        declared = _declared(bench)
         return schemas.ScoresOut(
             benchmark_name=name,
             task_types=summary.task_types,
             tasks=summary.tasks,
             tasks_meta=self._bench_tasks(bench),
-            rows=[
-                self._row_out(r | self._declared_means(bench, r), position)
-                for position, r in enumerate(summary.rows(), 1)
-            ],
-            aggregations=self._benchmark_out(bench).aggregations,
-            custom_groupings=self._scored_groupings(bench, summary),
+            rows=[self._row_out(r | _declared_means(declared, r)) for r in summary.rows()],
+            aggregations=self._aggregations(
+                bench, has_groupings=bool(self.custom_groupings(bench))
+            ),
+            custom_groupings=groupings,
             show_zero_shot=bool(bench.extras().get("show_zero_shot", False)),
             languages=list(languages),
             rank_method=bench.scoring.rank_method,
@@ -357,34 +391,6 @@ class Views:
             model = self.snapshot.models.get(name) or ModelInfo(name=name)
             found = self._briefs.setdefault(name, schemas.ModelBriefOut(**f.model_fields(model)))
         return found
-
-    def _declared_means(self, bench: BenchmarkInfo, row: dict[str, Any]) -> dict[str, Any]:
-        """The means a benchmark's declared ``aggregations`` show, MTEB's way: ``meanTask``
-        holds the first declared of mean_task, mean_subset, mean_task_type, public_private
-        (its public mean); undeclared means are null.  Nothing declared: all shown."""
-        declared = {a for a in bench.extras().get("aggregations") or [] if isinstance(a, str)}
-        if not declared:
-            return {}
-        primary = next(
-            (
-                row[column]
-                for agg, column in (
-                    ("mean_task", "mean_task"),
-                    ("mean_subset", "mean_subset"),
-                    ("mean_task_type", "mean_task_type"),
-                    ("public_private", "mean_public"),
-                )
-                if agg in declared
-            ),
-            None,
-        )
-        split = "public_private" in declared and "mean_task" in declared
-        return {
-            "mean_task": primary,
-            "mean_task_type": row["mean_task_type"] if "mean_task_type" in declared else None,
-            "mean_public": row["mean_public"] if split else None,
-            "mean_private": row["mean_private"] if split else None,
-        }
 
     def experiments(self, key: str) -> dict[str, Any] | None:
         """The experiment settings of a variant row (``models.jsonl`` ``variants``), else None."""
@@ -414,11 +420,10 @@ class Views:
             update |= {"name": self.row_name(key), "variant_of": model}
         return brief.model_copy(update=update) if update else brief
 
-    def _row_out(self, row: dict[str, Any], position: int) -> schemas.ScoreRowOut:
+    def _row_out(self, row: dict[str, Any]) -> schemas.ScoreRowOut:
         fields = dict(row)
         zero_shot = _zero_shot(row["zero_shot_pct"])
         fields["model"] = self._row_model(row["model"], zero_shot_pct=zero_shot)
-        fields["rank"] = row["rank"] if row["rank"] is not None else position
         fields["zero_shot_pct"] = zero_shot
         fields["max_tokens"] = _int_or_none(row["max_tokens"])
         fields["scores_by_task"] = _present(row["scores_by_task"])
@@ -499,7 +504,7 @@ class Views:
                     rank=leader["rank"],
                     model=schemas.LeaderModelOut(
                         name=self.row_name(leader["model"]),
-                        model_type=f.model_fields(model)["model_type"],
+                        model_type=f.model_type(model),
                     ),
                     mean_task=leader["mean_task"],
                     total_params_b=leader["total_params_b"],
@@ -575,7 +580,7 @@ class Views:
         view = sv.task_view(self.snapshot, name, index=self.index, metric_cells=cells)
         rows = [
             schemas.TaskScoreRowOut(
-                rank=r["rank"] if r["rank"] is not None else position,
+                rank=r["rank"],
                 model=self._row_model(r["model"]),
                 score=r["score"],
                 subset_scores={
@@ -584,7 +589,7 @@ class Views:
                 benchmarks=r["benchmarks"],
                 trained_on=self._trained_on(split_key(r["model"])[0], name),
             )
-            for position, r in enumerate(view.rows(), 1)
+            for r in view.rows()
         ]
         return schemas.TaskScoresOut(
             task=self.task(task.name),
@@ -619,12 +624,12 @@ class Views:
             row = self._rows_by_model(bench.name).get(name)
             if row is None:
                 continue
-            row = row | self._declared_means(bench, row)
+            row = row | _declared_means(_declared(bench), row)
             rows.append(
                 schemas.ModelScoreRowOut(
                     benchmark_name=bench.name,
                     benchmark_display_name=bench.display_name or bench.name,
-                    rank=row["rank"] if row["rank"] is not None else summary.num_models,
+                    rank=row["rank"],
                     total_models=summary.num_ranked,
                     mean_task=row["mean_task"],
                     mean_task_type=row["mean_task_type"],

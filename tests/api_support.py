@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,37 @@ async def running(app: LeaderboardApp) -> AsyncIterator[httpx.AsyncClient]:
 async def client_for(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with running(create_app(settings(**overrides))) as client:
         yield client
+
+
+AsgiMessage = MutableMapping[str, Any]
+
+
+async def asgi_call(
+    app: Callable[[Any, Any, Any], Awaitable[None]],
+    *,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One bodyless request straight into an ASGI app: (status, headers, body)."""
+    messages: list[AsgiMessage] = []
+
+    async def send(message: AsgiMessage) -> None:
+        messages.append(message)
+
+    async def receive() -> AsgiMessage:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": b"",
+        "headers": headers,
+    }
+    await app(scope, receive, send)
+    start, body = messages
+    return start["status"], list(start["headers"]), body["body"]
 
 
 def free_port() -> int:

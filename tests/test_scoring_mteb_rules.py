@@ -46,6 +46,9 @@ def test_revisions_are_chosen_per_task(tmp_path: Path) -> None:
         # T5: the newer evaluator version wins between two real revisions.
         cell("m", "T5", 0.3, model_revision="b" * 40, mteb_version="1.9.0"),
         cell("m", "T5", 0.9, model_revision="c" * 40, mteb_version="1.10.0"),
+        # T6: text that is no version number records no version.
+        cell("m", "T6", 0.1, model_revision=sha, mteb_version="unknown"),
+        cell("m", "T6", 0.95, model_revision=ext, mteb_version="1.0"),
         # n: the catalog's main revision wins over everything.
         cell("n", "T1", 0.4, model_revision="main", mteb_version="0.1"),
         cell("n", "T1", 0.99, model_revision=sha, mteb_version="9.0"),
@@ -62,12 +65,13 @@ def test_revisions_are_chosen_per_task(tmp_path: Path) -> None:
         ("m", "T3"): 0.7,
         ("m", "T4"): 0.8,
         ("m", "T5"): 0.9,
+        ("m", "T6"): 0.95,
         ("n", "T1"): 0.4,
     }
-    assert snap.stats.revisions_dropped == 4
+    assert snap.stats.revisions_dropped == 5
 
 
-def test_per_model_rule_stays_available(tmp_path: Path, make_snapshot: MakeSnapshot) -> None:
+def test_per_model_rule_stays_available(make_snapshot: MakeSnapshot) -> None:
     rows = [
         cell("m", "T1", 0.5, model_revision="a"),
         cell("m", "T2", 0.6, model_revision="b"),
@@ -84,7 +88,7 @@ def test_per_model_rule_stays_available(tmp_path: Path, make_snapshot: MakeSnaps
     assert own.num_models == 0  # m's revision "b" has no T1
 
 
-def test_variants_are_rows_of_their_own(tmp_path: Path, make_snapshot: MakeSnapshot) -> None:
+def test_variants_are_rows_of_their_own(make_snapshot: MakeSnapshot) -> None:
     rows = [
         cell("m", "T1", 0.5),
         cell("m", "T1", 0.9, variant="colbert"),

@@ -27,6 +27,7 @@ from fastapi import FastAPI, HTTPException
 from leaderboard_api.serving.cache import PayloadCache
 from leaderboard_api.serving.fastpath import FastPath, PayloadResponse, send_payload
 from leaderboard_api.serving.payload import Payload
+from tests.api_support import asgi_call
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -406,24 +407,7 @@ def load_bare_app() -> ModuleType:
 async def call(
     app: ASGIApp, *, method: str, path: str, headers: list[tuple[bytes, bytes]]
 ) -> tuple[Any, ...]:
-    messages: list[Message] = []
-
-    async def send(message: Message) -> None:
-        messages.append(message)
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "query_string": b"",
-        "headers": headers,
-    }
-    await app(scope, receive, send)
-    start, body = messages
-    return start["status"], list(start["headers"]), body["body"]
+    return await asgi_call(app, method=method, path=path, headers=headers)
 
 
 BENCHMARK_REQUESTS: list[list[tuple[bytes, bytes]]] = [

@@ -13,7 +13,7 @@ import orjson
 
 from leaderboard_api.serving.fastpath import FastPath, send_payload
 from leaderboard_api.serving.payload import Payload
-from tests.api_support import serve_in_thread
+from tests.api_support import asgi_call, serve_in_thread
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -88,24 +88,7 @@ def request_headers(
 async def call(
     app: Callable[[Scope, Any, Any], Awaitable[None]], method: str, headers: RawHeaders
 ) -> Result:
-    messages: list[Message] = []
-
-    async def send(message: Message) -> None:
-        messages.append(message)
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": PATH,
-        "query_string": b"",
-        "headers": headers,
-    }
-    await app(scope, receive, send)
-    start, body = messages
-    return start["status"], list(start["headers"]), body["body"]
+    return await asgi_call(app, method=method, path=PATH, headers=headers)
 
 
 async def not_found(scope: Scope, receive: Any, send: Any) -> None:

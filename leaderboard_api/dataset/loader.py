@@ -257,7 +257,7 @@ def read_results(
             rows_read += frame.height
             if "metric" in frame.columns:
                 if writer is None:
-                    writer, _ = MetricStore.temporary()
+                    writer = MetricStore.temporary()
                 writer.add(frame)
                 frame = _main_candidates(frame, main)
             frames.append(frame)

@@ -140,10 +140,9 @@ class MetricStore:
     _finalizer: object | None = field(default=None, repr=False)
 
     @classmethod
-    def temporary(cls) -> tuple[MetricWriter, Path]:
+    def temporary(cls) -> MetricWriter:
         """A writer into a fresh temporary folder (``owned`` by the store ``finish`` makes)."""
-        folder = Path(tempfile.mkdtemp(prefix="leaderboard-metrics-"))
-        return MetricWriter(folder), folder
+        return MetricWriter(Path(tempfile.mkdtemp(prefix="leaderboard-metrics-")))
 
     @classmethod
     def finish(cls, writer: MetricWriter, *, owned: bool) -> MetricStore:
@@ -153,17 +152,6 @@ class MetricStore:
             finalizer = weakref.finalize(store, shutil.rmtree, writer.folder, True)
             object.__setattr__(store, "_finalizer", finalizer)
         return store
-
-    @classmethod
-    def from_frame(cls, frame: pl.DataFrame) -> MetricStore:
-        """A store (in a temporary folder) holding ``frame``'s rows."""
-        writer, _ = cls.temporary()
-        try:
-            writer.add(frame)
-            return cls.finish(writer, owned=True)
-        except BaseException:
-            shutil.rmtree(writer.folder, ignore_errors=True)
-            raise
 
     @classmethod
     def open(cls, folder: Path, names: Mapping[str, list[str]]) -> MetricStore:

@@ -9,7 +9,8 @@ results for that task, prefer in order:
 
 1. a revision with at least one non-null score for the task;
 2. the model's main revision (``revision`` in ``models.jsonl``);
-3. a revision whose rows record an evaluator version (the ``mteb_version`` column);
+3. a revision whose rows record an evaluator version (the ``mteb_version`` column, read as
+   a release number such as ``1.12.3``);
 4. a real revision over a placeholder (``external``, ``no_revision_available``, null);
 5. the newest evaluator version (numeric release order; pre-releases before releases);
 6. the most non-null scores for the task;
@@ -79,13 +80,14 @@ def key_hash(columns: list[str], schema: pl.Schema) -> pl.Expr:
 
 
 def _version_ordinals(results: pl.DataFrame) -> pl.DataFrame:
-    """``__version`` (String) -> ``__vord`` (larger is newer) for the versions present."""
-    versions = (
+    """``__version`` (String) -> ``__vord`` (larger is newer) for the versions present that
+    read as versions (other text records no version, as MTEB reads it)."""
+    present = (
         results.select(pl.col(VERSION_COLUMN).cast(pl.String).drop_nulls().unique())
         .to_series()
         .to_list()
     )
-    versions.sort(key=version_key)
+    versions = sorted((v for v in present if _RELEASE.match(v)), key=version_key)
     return pl.DataFrame(
         {"__version": versions, "__vord": list(range(len(versions)))},
         schema={"__version": pl.String, "__vord": pl.Int64},

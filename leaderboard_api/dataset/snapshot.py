@@ -64,7 +64,6 @@ class Snapshot:
     stats_files: Mapping[str, str] = field(default_factory=dict)
     #: Where the dataset's files are (descriptive statistics are read from there on demand).
     root: str | None = None
-    _by_rule: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
     _derived: dict[str, object] = field(default_factory=dict, repr=False)
 
     def derived(self, key: str, make: Callable[[Snapshot], T]) -> T:
@@ -84,13 +83,13 @@ class Snapshot:
 
     def results_for(self, rule: RevisionRule) -> pl.DataFrame:
         """The leaderboard cells under ``rule`` (``results`` for the dataset's own rule)."""
-        if rule == self.revision_rule or self.all_revisions is None:
+        everything = self.all_revisions
+        if rule == self.revision_rule or everything is None:
             return self.results
-        found = self._by_rule.get(rule)
-        if found is None:
-            found, _ = resolve_revisions(self.all_revisions, self.models, rule=rule)
-            self._by_rule[rule] = found
-        return found
+        return self.derived(
+            f"results:{rule}",
+            lambda snap: resolve_revisions(everything, snap.models, rule=rule)[0],
+        )
 
     @property
     def short_id(self) -> str:

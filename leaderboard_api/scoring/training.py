@@ -12,7 +12,7 @@ percentage of a table the set is widened as MTEB's leaderboard does:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from leaderboard_api.dataset.contract import ModelInfo, TaskInfo
 from leaderboard_api.dataset.snapshot import Snapshot
@@ -82,11 +82,3 @@ def widened_training(snapshot: Snapshot) -> dict[str, frozenset[str] | None]:
         return out
 
     return snapshot.derived("widened-training", make)
-
-
-def trained_on(training: Iterable[str] | None, tasks: Iterable[str]) -> list[str] | None:
-    """The ``tasks`` (in order) within ``training``; None when training is unknown."""
-    if training is None:
-        return None
-    known = set(training)
-    return [t for t in tasks if t in known]
