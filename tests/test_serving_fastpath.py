@@ -364,27 +364,15 @@ async def test_cold_route_and_fast_path_send_identical_responses() -> None:
 
 
 async def test_send_payload_answers_a_raw_asgi_call() -> None:
-    messages: list[Message] = []
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send_payload(scope, receive, send, PAYLOAD, extra_headers=[(b"x-extra", b"1")])
 
-    async def send(message: Message) -> None:
-        messages.append(message)
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/x",
-        "query_string": b"",
-        "headers": [(b"accept-encoding", b"zstd")],
-    }
-    await send_payload(scope, receive, send, PAYLOAD, extra_headers=[(b"x-extra", b"1")])
-    start, body = messages
-    assert start["status"] == 200
-    assert (b"content-encoding", b"zstd") in start["headers"]
-    assert (b"x-extra", b"1") in start["headers"]
-    assert body["body"] == PAYLOAD.variants["zstd"].body
+    headers = [(b"accept-encoding", b"zstd")]
+    status, sent, body = await asgi_call(app, method="GET", path="/x", headers=headers)
+    assert status == 200
+    assert (b"content-encoding", b"zstd") in sent
+    assert (b"x-extra", b"1") in sent
+    assert body == PAYLOAD.variants["zstd"].body
 
 
 # --- parity with the benchmark yardstick --------------------------------------------------
