@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,17 +14,21 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leaderboard_api import __version__
-from leaderboard_api.lifecycle import AppState
-from leaderboard_api.live import startup, watch
+from leaderboard_api.dataset.contract import CONTRACT_VERSION
+from leaderboard_api.lifecycle import reload_now, startup, watch
 from leaderboard_api.observability.logs import AccessLogMiddleware
 from leaderboard_api.observability.metrics import Metrics, MetricsMiddleware
 from leaderboard_api.observability.routes import RouteTemplates
 from leaderboard_api.observability.tracing import TracingMiddleware, setup_tracing
+from leaderboard_api.payloads import TEMPLATES
 from leaderboard_api.problems import install_problem_handlers
 from leaderboard_api.routes import admin, icon, infra, openapi_docs, v1
 from leaderboard_api.serving.cache import PayloadCache
+from leaderboard_api.serving.fallback import StoreFallback
 from leaderboard_api.serving.fastpath import FastPath, OriginHeaders
+from leaderboard_api.serving.store import PayloadStore
 from leaderboard_api.settings import Settings
+from leaderboard_api.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +112,21 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
         max_bytes=settings.lru_max_bytes,
         on_event=metrics.cache_event if metrics is not None else None,
     )
-    state = AppState(settings=settings, cache=cache)
+    store = None
+    if settings.cache_dir is not None and settings.payload_store_bytes > 0:
+        store = PayloadStore(
+            settings.cache_dir / "payloads",
+            max_bytes=settings.payload_store_bytes,
+            namespace=f"c{CONTRACT_VERSION}",
+        )
+    state = AppState(settings=settings, cache=cache, store=store)
     state.metrics = metrics
     state.tracing = setup_tracing()
+
+    state.reload = lambda: reload_now(state)
     if metrics is not None:
         metrics.watch_cache(lambda: cache.stats)
+        state.count_hit = partial(metrics.cache_event, "pinned", "hit")
         state.hooks.append(
             lambda loaded: metrics.set_snapshot(loaded.snapshot.id, loaded.snapshot.stats.rows)
         )
@@ -166,7 +181,12 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
             max_age=600,
         )
     origin_headers = cors_origin_headers(settings.cors_origins) if settings.cors_origins else None
-    outer: ASGIApp = FastPath(app.framework, lookup=state.lookup, origin_headers=origin_headers)
+    inner: ASGIApp = app.framework
+    if store is not None:
+        inner = StoreFallback(
+            inner, find=state.stored_key, load=state.load_stored, origin_headers=origin_headers
+        )
+    outer: ASGIApp = FastPath(inner, lookup=state.lookup, origin_headers=origin_headers)
     if settings.cors_origins and "*" not in settings.cors_origins:
         outer = VaryOrigin(outer)
     # Outermost first: metrics see everything (fast path included), then tracing, then
@@ -181,7 +201,7 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
         )
     static_paths = [path for path, _ in infra.static_files(infra.static_dir())]
     static_paths += infra.BUILTIN_PATHS
-    templates = RouteTemplates([*ROOT_TEMPLATES, *v1.TEMPLATES, *static_paths])
+    templates = RouteTemplates([*ROOT_TEMPLATES, *TEMPLATES, *static_paths])
     if state.tracing is not None:
         outer = TracingMiddleware(outer, handle=state.tracing, templates=templates)
     if state.metrics is not None:

@@ -39,9 +39,9 @@ import orjson
 from leaderboard_api.app import create_app
 from leaderboard_api.dataset.contract import DatasetError
 from leaderboard_api.export_servers import ConfigError, caddyfile, nginx_maps, nginx_snippet
-from leaderboard_api.lifecycle import AppState
 from leaderboard_api.serving.payload import Payload
 from leaderboard_api.settings import Settings
+from leaderboard_api.state import AppState
 
 __all__ = ["ExportError", "ExportedRoute", "export_site", "write_export"]
 
@@ -126,7 +126,7 @@ async def export_site(settings: Settings, *, out: Path) -> int:
     state: AppState = app.state.lb
     async with app.router.lifespan_context(app):
         snapshot_id = await _warmed(state)
-        api = _built_payloads(state, snapshot_id)
+        api = dict(await asyncio.to_thread(state.built_routes))
         static = dict(state.static)
         params = _query_parameters(app.openapi)
     routes = await asyncio.to_thread(
@@ -143,32 +143,17 @@ async def export_site(settings: Settings, *, out: Path) -> int:
 
 
 async def _warmed(state: AppState) -> str:
-    """Wait until every unparameterized route is built; return the snapshot id."""
-    while not state.warm_done:
-        if state.last_error is not None and state.loaded is None:
-            raise DatasetError(state.last_error)
-        if not state.tasks:
-            msg = f"warmup stopped before every route was built ({state.warmed} built)"
-            raise ExportError(msg)
-        await asyncio.sleep(0.01)
+    """Wait until every unparameterized route is servable; return the snapshot id."""
+    warm = asyncio.ensure_future(state.warm_event.wait())
+    failed = asyncio.ensure_future(state.failed_event.wait())
+    try:
+        await asyncio.wait({warm, failed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        warm.cancel()
+        failed.cancel()
     if state.loaded is None:
-        msg = "warmup finished without a loaded snapshot"
-        raise ExportError(msg)
+        raise DatasetError(state.last_error or "the dataset could not be loaded")
     return state.loaded.snapshot.id
-
-
-def _built_payloads(state: AppState, snapshot_id: str) -> dict[str, Payload]:
-    """The pinned payloads of ``snapshot_id`` by URL path (keys ``(id, path, b"")``)."""
-    found: dict[str, Payload] = {}
-    for key in state.cache.pinned_keys():
-        if not (isinstance(key, tuple) and len(key) == 3 and key[0] == snapshot_id):
-            continue
-        path, query = key[1], key[2]
-        if isinstance(path, str) and path.startswith("/") and query == b"":
-            payload = state.cache.get_ready(key)
-            if payload is not None:
-                found[path] = payload
-    return found
 
 
 def _query_parameters(openapi: Any) -> tuple[str, ...]:

@@ -1,155 +1,370 @@
-"""The service's state across its life: loading, warmup, readiness, and swapping snapshots."""
+"""Loading and warming: the one path by which a snapshot becomes what the service serves.
+
+``load_and_warm`` is used by startup, by the watcher and by ``POST /admin/reload``:
+
+1. resolve the source; an unchanged snapshot id ends the check;
+2. stop the background warmup of the previous snapshot (a newer load supersedes it);
+3. load the snapshot off the event loop, with its views and fingerprints;
+4. make every ``ready`` route (lists, leaderboards, benchmark pages) servable: a payload
+   whose content key (its fingerprint) is unchanged is reused as it is, one in the
+   on-disk store is read back, only the others are built;
+5. swap in one assignment (the old snapshot answers until then), keeping every cached
+   payload the new snapshot still reads and dropping the others;
+6. build the remaining routes in the background, newest snapshot only, and write the
+   snapshot's manifest (route -> content key) so a restart serves them at once.
+
+A restart with a manifest for the source's snapshot id serves every unparameterized route
+from the store before the dataset has finished loading (``preload``).  A failure keeps the
+old snapshot serving and is reported in ``/ready``'s ``lastError``; the first load failing
+ends the process (``on_fatal``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import gc
 import logging
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from leaderboard_api.dataset.contract import DatasetError
 from leaderboard_api.dataset.loader import load_snapshot
-from leaderboard_api.dataset.snapshot import Snapshot
 from leaderboard_api.dataset.sources import ResolvedSource, resolve
+from leaderboard_api.fingerprints import compute, fingerprint_values, settings_fingerprint
+from leaderboard_api.payloads import ROUTES, WarmItem, builder, fingerprint_of, warm_plan
+from leaderboard_api.resources import Views
 from leaderboard_api.scoring.errors import ScoringError
-from leaderboard_api.serving.cache import PayloadCache
 from leaderboard_api.serving.payload import Payload
 from leaderboard_api.settings import Settings
+from leaderboard_api.state import AppState, BoundedKeys, Loaded, ReloadOutcome, Routing
 
 log = logging.getLogger(__name__)
 
-
-class NotReady(Exception):
-    """No snapshot is loaded yet (the HTTP layer answers 503 with Retry-After)."""
-
-
-@dataclass(slots=True)
-class Loaded:
-    """A snapshot and the per-snapshot memo of scoring results built from it."""
-
-    snapshot: Snapshot
-    views: Any  # leaderboard_api.views.Views; typed loosely to keep this module leaf-level
-
-
-@dataclass(slots=True)
-class AppState:
-    """Everything one app instance owns; created by ``create_app``, never at import."""
-
-    settings: Settings
-    cache: PayloadCache
-    loaded: Loaded | None = None
-    ready: bool = False
-    load_seconds: float | None = None
-    warmup_seconds: float | None = None
-    warmed: int = 0
-    #: True once every unparameterized route of the current snapshot is built.
-    warm_done: bool = False
-    last_error: str | None = None
-    #: The error of the last failed reload check, without its time: the same failure
-    #: again is logged at INFO, so a dataset that stays broken logs one ERROR, not one
-    #: per watch interval.
-    last_failure: str | None = None
-    last_check: datetime | None = None
-    source: ResolvedSource | None = None
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    hooks: list[Callable[[Loaded], None]] = field(default_factory=list)
-    #: Called when the first load fails (the server then exits non-zero).
-    on_fatal: list[Callable[[Exception], None]] = field(default_factory=list)
-    #: Payloads of the web page and other static files, by path (not tied to a snapshot).
-    static: dict[str, Payload] = field(default_factory=dict)
-    #: ``observability.Metrics`` when metrics are on (typed loosely: a leaf module).
-    metrics: Any = None
-    #: ``observability.TracingHandle`` when tracing is on.
-    tracing: Any = None
-    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: Icon fetches in flight, by benchmark name (single flight for /v1/icon).
-    icon_fetches: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
-
-    @property
-    def snapshot(self) -> Snapshot:
-        if self.loaded is None:
-            raise NotReady
-        return self.loaded.snapshot
-
-    def lookup(self, path: str, query: bytes) -> Payload | None:
-        """The fast path's lookup: a built payload for this raw path and query, if any."""
-        # Static files ignore the query string (cache busters, tracking parameters).
-        page = self.static.get(path)
-        if page is not None:
-            return page
-        loaded = self.loaded
-        if loaded is None:
-            return None
-        return self.cache.get_ready((loaded.snapshot.id, path, query))
-
-    def span(self, name: str, **attributes: Any) -> contextlib.AbstractContextManager[Any]:
-        """A tracing span around a block, or nothing when tracing is off."""
-        if self.tracing is None:
-            return contextlib.nullcontext()
-        span: contextlib.AbstractContextManager[Any] = self.tracing.span(name, **attributes)
-        return span
-
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+__all__ = ["load_and_warm", "preload", "reload_now", "resolve_source", "startup", "watch"]
 
 
 def resolve_source(settings: Settings) -> ResolvedSource:
     return resolve(settings.data, hf_cache_dir=settings.hf_cache_dir)
 
 
-def load(settings: Settings, source: ResolvedSource | None = None) -> Snapshot:
-    """Blocking: resolve and load one snapshot (from the disk cache when possible)."""
-    source = source if source is not None else resolve_source(settings)
-    return load_snapshot(source, cache_dir=settings.cache_dir)
+def _manifest_name(state: AppState, snapshot_id: str) -> str:
+    return f"{snapshot_id}-{settings_fingerprint(state.settings.cache_control)[:16]}"
 
 
-def install(state: AppState, snapshot: Snapshot, views: Any) -> None:
-    """Swap in a new snapshot in one assignment, then drop payloads of older ones."""
-    state.loaded = Loaded(snapshot=snapshot, views=views)
-    keep_id = snapshot.id
-
-    def keep(key: Hashable) -> bool:
-        return isinstance(key, tuple) and bool(key) and key[0] == keep_id
-
-    state.cache.retain(keep)
-    for hook in state.hooks:
-        hook(state.loaded)
+def _freeze_catalogs() -> None:
+    # The catalogs are long-lived objects: keep the cyclic GC from walking them again
+    # and again (it made the first builds after a load several times slower).
+    gc.collect()
+    gc.freeze()
 
 
-async def warm(
-    state: AppState,
-    items: Iterable[tuple[Hashable, Callable[[], Payload], tuple[Hashable, ...]]],
-    *,
-    concurrency: int,
-) -> int:
-    """Build payloads with bounded concurrency, pinned; each may also be pinned under aliases."""
-    semaphore = asyncio.Semaphore(concurrency)
-    count = 0
+def _count(state: AppState, result: str) -> None:
+    if state.metrics is not None:
+        state.metrics.reload(result)
 
-    async def one(
-        key: Hashable, build: Callable[[], Payload], aliases: tuple[Hashable, ...]
-    ) -> None:
-        nonlocal count
+
+def _in_memory(state: AppState, item: WarmItem) -> bool:
+    """Whether a route's payload is held for good (else: the LRU, backed by the store)."""
+    return not (item.spec.long_tail and state.store is not None)
+
+
+def _place(state: AppState, routing: Routing, item: WarmItem, payload: Payload) -> None:
+    if _in_memory(state, item):
+        state.cache.put(item.key, payload, pin=True)
+        for path in item.paths:
+            routing.routes[(path, b"")] = payload
+    else:
+        for path in item.paths:
+            routing.keys.remember((path, b""), item.key)
+
+
+def _new_routing(state: AppState) -> Routing:
+    return Routing(keys=BoundedKeys(max(state.settings.lru_max_entries, 1) * 4))
+
+
+# --- preload from the store -------------------------------------------------------------
+
+
+async def preload(state: AppState, source: ResolvedSource) -> int:
+    """Serve the routes of ``source``'s snapshot from the store's manifest, if it has one;
+    return how many payloads were read into memory (the long tail stays on disk)."""
+    store = state.store
+    if store is None or not state.settings.warmup:
+        return 0
+    manifest = await asyncio.to_thread(
+        store.read_manifest, _manifest_name(state, source.snapshot_id)
+    )
+    if not manifest:
+        return 0
+    kinds = {key: key.split("\x1f", 1)[0] for key in set(manifest.values())}
+    if any(kind not in ROUTES for kind in kinds.values()):
+        return 0
+    wanted = {key for key, kind in kinds.items() if not ROUTES[kind].long_tail}
+
+    def read() -> dict[str, Payload]:
+        found: dict[str, Payload] = {}
+        for key in sorted(wanted):
+            payload = store.get(key)
+            if payload is not None:
+                found[key] = payload
+        return found
+
+    payloads = await asyncio.to_thread(read)
+    if len(payloads) < len(wanted):
+        log.info(
+            "store holds %d of %d preloaded payloads: loading instead", len(payloads), len(wanted)
+        )
+        return 0
+    routing = _new_routing(state)
+    for path, key in manifest.items():
+        payload = payloads.get(key)
+        if payload is not None:
+            state.cache.put(key, payload, pin=True)
+            routing.routes[(path, b"")] = payload
+        routing.manifest[path] = key
+    state.routing = routing
+    state.mark_ready()
+    log.info("serving %d routes of %s from the store", len(manifest), source.snapshot_id)
+    return len(payloads)
+
+
+# --- load and warm ----------------------------------------------------------------------
+
+
+def _prepare(state: AppState, source: ResolvedSource, generation: int) -> Loaded:
+    """Blocking: the snapshot (from the disk cache when possible), its views, fingerprints."""
+    snapshot = load_snapshot(source, cache_dir=state.settings.cache_dir)
+    views = Views(snapshot)
+    fingerprints = compute(snapshot, cache_control=state.settings.cache_control)
+    return Loaded(snapshot=snapshot, views=views, fingerprints=fingerprints, generation=generation)
+
+
+async def _payloads(
+    state: AppState, loaded: Loaded, items: Iterable[WarmItem], *, pin: bool | None = None
+) -> dict[str, Payload]:
+    """The payload of every item: cached, read from the store or built (bounded concurrency)."""
+    semaphore = asyncio.Semaphore(state.settings.warmup_concurrency)
+    out: dict[str, Payload] = {}
+
+    async def one(item: WarmItem) -> None:
+        ready = state.cache.get_ready(item.key)
+        if ready is not None:
+            out[item.key] = ready
+            return
         async with semaphore:
+            if loaded.generation != state.generation:
+                return  # superseded by a newer load
+            build = builder(state, loaded, item.spec, item.name, None, item.key)
+            keep = _in_memory(state, item) if pin is None else pin
             try:
-                payload = await state.cache.get_or_build(key, build, pin=True)
+                out[item.key] = await state.cache.get_or_build(item.key, build, pin=keep)
             except (ScoringError, DatasetError) as exc:
-                log.warning("warmup skipped %s: %s", key, exc)
-                return
+                log.warning("warmup skipped %s: %s", item.paths[0], exc)
             except Exception:
                 # A bug in one route must not keep the rest from warming, but it must be
                 # loud: the traceback is logged and the route is built again on request.
-                log.exception("warmup failed for %s", key)
-                return
-            for alias in aliases:
-                state.cache.put(alias, payload, pin=True)
-            count += 1
+                log.exception("warmup failed for %s", item.paths[0])
 
-    await asyncio.gather(*(one(k, b, a) for k, b, a in items))
-    return count
+    await asyncio.gather(*(one(item) for item in items))
+    return out
+
+
+def _swap(
+    state: AppState, loaded: Loaded, plan: list[WarmItem], ready: dict[str, Payload]
+) -> Routing:
+    """Install ``loaded`` with every payload already at hand; drop what it no longer reads."""
+    routing = _new_routing(state)
+    for item in plan:
+        payload = ready.get(item.key) or state.cache.get_ready(item.key)
+        if payload is not None:
+            _place(state, routing, item, payload)
+        if state.store is not None:
+            for path in item.paths:
+                routing.manifest[path] = item.key
+    current = fingerprint_values(loaded.fingerprints)
+    planned = {item.key for item in plan if _in_memory(state, item)}
+
+    def keep(key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        if key.startswith("icon\x1f"):
+            return True  # keyed by the icon's URL, not by the snapshot
+        return key in planned or fingerprint_of(key) in current
+
+    # Frozen objects are never collected: unfreeze so the old snapshot can be freed once
+    # the requests still holding it finish.
+    gc.unfreeze()
+    state.loaded = loaded
+    state.routing = routing
+    state.cache.retain(keep)
+    # Pinned entries of the new plan stay pinned; long-tail ones of an older plan that are
+    # still current were kept above and now count against the LRU bound only.
+    state.loaded_event.set()
+    for hook in state.hooks:
+        hook(loaded)
+    _freeze_catalogs()
+    return routing
+
+
+async def _background(
+    state: AppState, loaded: Loaded, routing: Routing, rest: list[WarmItem]
+) -> None:
+    """Build the routes not yet servable; stop when a newer snapshot is being loaded."""
+    started = time.perf_counter()
+    store = state.store
+    todo: list[WarmItem] = []
+    for item in rest:
+        if all((path, b"") in routing.routes for path in item.paths):
+            continue
+        todo.append(item)
+    if store is not None:
+        have = await asyncio.to_thread(lambda: {i.key for i in todo if store.contains(i.key)})
+        todo = [i for i in todo if i.key not in have or _in_memory(state, i)]
+    with state.span("warmup", phase="background", payloads=len(todo)):
+        built = await _payloads(state, loaded, todo)
+    if loaded.generation != state.generation:
+        return
+    for item in todo:
+        payload = built.get(item.key)
+        if payload is not None:
+            _place(state, routing, item, payload)
+    state.warmed += len(built)
+    if store is not None:
+        await asyncio.to_thread(
+            store.write_manifest, _manifest_name(state, loaded.snapshot.id), dict(routing.manifest)
+        )
+    state.mark_warm(True)
+    log.info(
+        "warmup finished for %s: %d payloads built in %.2fs",
+        loaded.snapshot.id,
+        len(built),
+        time.perf_counter() - started,
+    )
+
+
+def _cancel_background(state: AppState) -> None:
+    task = state.background
+    if task is not None and not task.done():
+        task.cancel()
+    state.background = None
+
+
+async def load_and_warm(state: AppState, *, initial: bool = False) -> ReloadOutcome:
+    """Check the source; when its snapshot changed, load and warm it, then swap it in.
+
+    Never raises for bad data or I/O: the outcome says ``error`` and the old snapshot
+    (if any) keeps serving.
+    """
+    async with state.reload_lock:
+        started = time.perf_counter()
+        previous = state.loaded.snapshot.id if state.loaded else None
+        state.last_check = datetime.now(UTC)
+        try:
+            source = await asyncio.to_thread(resolve_source, state.settings)
+            if source.snapshot_id == previous:
+                _count(state, "unchanged")
+                state.last_failure = None
+                return ReloadOutcome("unchanged", previous, previous, time.perf_counter() - started)
+            if initial:
+                await preload(state, source)
+            _cancel_background(state)
+            state.generation += 1
+            with state.span("dataset.load", source=source.spec, snapshot=source.snapshot_id):
+                loaded = await asyncio.to_thread(_prepare, state, source, state.generation)
+            plan = warm_plan(loaded.views, loaded.fingerprints)
+            first = [item for item in plan if item.phase == "ready"]
+            reused = sum(1 for item in plan if state.cache.get_ready(item.key) is not None)
+            if not state.settings.warmup:
+                first = []
+            builds_before = state.cache.stats.builds
+            with state.span("warmup", phase="ready", payloads=len(first)):
+                ready = await _payloads(state, loaded, first, pin=True)
+            built = state.cache.stats.builds - builds_before
+        except (DatasetError, OSError) as exc:
+            return _failed(state, exc, previous, started, initial=initial)
+        except Exception as exc:
+            if not initial:
+                raise
+            log.exception("the first load failed")
+            return _failed(state, exc, previous, started, initial=initial)
+        state.source = source
+        routing = _swap(state, loaded, plan, ready)
+        seconds = time.perf_counter() - started
+        state.last_error = None
+        state.last_failure = None
+        if initial:
+            state.load_seconds = seconds
+            state.warmup_seconds = seconds
+            if state.metrics is not None:
+                state.metrics.set_warmup(seconds)
+        state.warmed = len(ready)
+        state.mark_ready()
+        if not state.settings.warmup:
+            state.mark_warm(True)
+        else:
+            state.mark_warm(False)
+            rest = [item for item in plan if item.phase != "ready"]
+            state.background = state.spawn(_background(state, loaded, routing, rest))
+        if not initial:
+            _count(state, "swapped")
+        log.info(
+            "serving snapshot %s (was %s): %d rows, %d payloads reused, %d built, in %.2fs",
+            loaded.snapshot.id,
+            previous,
+            loaded.snapshot.stats.rows,
+            reused,
+            built,
+            seconds,
+        )
+        return ReloadOutcome(
+            "swapped", loaded.snapshot.id, previous, seconds, reused=reused, built=built
+        )
+
+
+def _failed(
+    state: AppState, exc: Exception, previous: str | None, started: float, *, initial: bool
+) -> ReloadOutcome:
+    seconds = time.perf_counter() - started
+    if initial and previous is None:
+        state.last_error = str(exc)
+        log.error("dataset rejected: %s", exc)
+        state.failed_event.set()
+        for callback in state.on_fatal:
+            callback(exc)
+        return ReloadOutcome("error", None, None, seconds, error=str(exc))
+    checked = state.last_check or datetime.now(UTC)
+    state.last_error = f"reload failed at {checked.isoformat()}: {exc}"
+    _count(state, "error")
+    if state.last_failure == str(exc):
+        log.info("reload still failing with the same error; still serving %s", previous)
+    else:
+        log.error("%s; still serving %s", state.last_error, previous)
+    state.last_failure = str(exc)
+    return ReloadOutcome("error", previous, previous, seconds, error=str(exc))
+
+
+async def startup(state: AppState) -> None:
+    """The first load (from the store's manifest first when there is one)."""
+    await load_and_warm(state, initial=True)
+    if state.store is not None:
+        # Stores of older contract or format versions are never read again.
+        await asyncio.to_thread(state.store.prune_namespaces)
+
+
+async def reload_now(state: AppState) -> ReloadOutcome:
+    """Check the source now; swap in its new snapshot when it changed."""
+    return await load_and_warm(state)
+
+
+async def watch(state: AppState, *, every: float) -> None:
+    """Check for a new dataset version every ``every`` seconds, forever."""
+    while True:
+        await asyncio.sleep(every)
+        if state.loaded is None:
+            continue
+        try:
+            await load_and_warm(state)
+        except Exception:  # the watcher must outlive any one failed check
+            log.exception("reload check crashed; the watcher keeps running")
+            _count(state, "error")

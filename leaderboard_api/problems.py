@@ -11,8 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from leaderboard_api.lifecycle import NotReady
 from leaderboard_api.scoring.errors import BadParameter, ScoringError
+from leaderboard_api.state import NotReady
 
 PROBLEM_TYPE = "application/problem+json"
 #: Longest ``detail`` and ``instance`` echoed back: a 10,000-character name must not come

@@ -192,7 +192,6 @@ class ScoresOut(Schema):
     languages: list[str] = []
     rank_method: str = "borda"
     normalized: bool = False
-    snapshot: str = ""
 
 
 class PerLanguageRowOut(Schema):

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="Most bytes (all encodings) of parameterized responses kept in memory.",
     )
+    payload_store_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=0,
+        description="Most bytes of built payloads kept on disk under the cache directory "
+        "(0 disables the store).",
+    )
     warmup_concurrency: int = Field(
         default=2, ge=1, le=64, description="Payload builds running at once during warmup."
     )

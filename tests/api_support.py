@@ -38,7 +38,7 @@ def settings(**overrides: Any) -> Settings:
 async def wait_ready(app: LeaderboardApp, *, timeout: float = 60.0) -> None:
     state = app.state.lb
     deadline = time.monotonic() + timeout
-    while not state.ready:
+    while not (state.ready and state.warm_done):
         if state.last_error is not None:
             msg = f"app failed to start: {state.last_error}"
             raise RuntimeError(msg)

@@ -98,13 +98,8 @@ async def _all_payloads(data: str | None = None) -> dict[str, tuple[bytes, str]]
     out: dict[str, tuple[bytes, str]] = {}
     async with running(app):
         state = app.state.lb
-        snapshot_id = state.loaded.snapshot.id
-        for key in state.cache.pinned_keys():
-            if isinstance(key, tuple) and key[0] == snapshot_id and isinstance(key[1], str):
-                payload = state.cache.get_ready(key)
-                assert payload is not None
-                if key[1].startswith("/"):
-                    out[key[1]] = (payload.identity, payload.etag)
+        for path, payload in state.built_routes().items():
+            out[path] = (payload.identity, payload.etag)
     return out
 
 

@@ -21,7 +21,7 @@ import pydantic
 import pytest
 
 from leaderboard_api.app import create_app, with_vary_origin
-from leaderboard_api.live import reload_now
+from leaderboard_api.lifecycle import reload_now
 from leaderboard_api.settings import Settings
 from tests.api_support import client_for, copy_sample, running, server_process, settings
 from tests.conftest import bench, cell, write_dataset
@@ -220,7 +220,7 @@ async def test_a_dataset_that_stays_broken_logs_one_error(
     async with running(app):
         state = app.state.lb
         (data / "benchmarks.jsonl").write_text("{not json\n")
-        with caplog.at_level(logging.INFO, logger="leaderboard_api.live"):
+        with caplog.at_level(logging.INFO, logger="leaderboard_api.lifecycle"):
             outcomes = [await reload_now(state) for _ in range(4)]
         assert {o.result for o in outcomes} == {"error"}
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -229,6 +229,6 @@ async def test_a_dataset_that_stays_broken_logs_one_error(
         # A different failure is news again.
         (data / "benchmarks.jsonl").write_text("[]\n")
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="leaderboard_api.live"):
+        with caplog.at_level(logging.INFO, logger="leaderboard_api.lifecycle"):
             await reload_now(state)
         assert [r.levelno for r in caplog.records].count(logging.ERROR) == 1

@@ -12,6 +12,8 @@ import polars as pl
 import pytest
 
 from leaderboard_api.app import create_app
+from leaderboard_api.fingerprints import fingerprint_values
+from leaderboard_api.payloads import fingerprint_of
 from tests.api_support import copy_sample, running, settings
 
 ENG = "TEB(eng, v1)"
@@ -79,7 +81,10 @@ async def test_reload_swaps_to_new_data_and_frees_old_payloads(tmp_path: Path) -
         assert new_id != old_id
         keys = state.cache.pinned_keys()
         assert keys
-        assert all(k[0] == new_id for k in keys)
+        # Only payloads the new snapshot reads are kept (by their fingerprint).
+        current = fingerprint_values(state.loaded.fingerprints)
+        assert all(fingerprint_of(k) in current for k in keys)
+        assert before.content not in {state.cache.get_ready(k).identity for k in keys}
         ready = (await client.get("/ready")).json()
         assert ready["snapshot"] == new_id
         assert ready["lastError"] is None

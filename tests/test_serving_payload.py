@@ -1,25 +1,35 @@
-"""Tests for leaderboard_api.serving.payload: codings, ETags, headers, determinism."""
+"""Tests for leaderboard_api.serving.payload: codings, ETags, headers, the serialized form."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import math
+import mmap
 import os
 import re
+import struct
 import subprocess
 import sys
+import zlib
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from types import MappingProxyType
 
 import brotli
 import orjson
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leaderboard_api.serving.payload import (
     DEFAULT_COMPRESSION,
     ENCODINGS,
+    FORMAT_MAGIC,
+    FORMAT_VERSION,
     CompressionPolicy,
+    CorruptPayload,
     Payload,
     Variant,
     http_date,
@@ -295,3 +305,202 @@ def test_identity_on_demand_is_the_same_representation_held_once() -> None:
     )
     assert not small.identity_on_demand
     assert small.identity == b"{}"
+
+
+# -- serialized form ------------------------------------------------------------------
+
+
+def same_payload(a: Payload, b: Payload) -> None:
+    """Every field, body, tag and header of ``a`` and ``b`` is identical."""
+    scalars = ("gzip", "br", "zstd", "media_type", "etag", "last_modified")
+    for name in (*scalars, "last_modified_epoch", "cache_control"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert list(a.variants) == list(b.variants)
+    for coding, left in a.variants.items():
+        right = b.variants[coding]
+        assert left.encoding == right.encoding == coding
+        assert left.stored == right.stored, coding
+        assert left.etag == right.etag, coding
+        assert left.headers == right.headers, coding
+        assert left.not_modified_headers == right.not_modified_headers, coding
+        assert left.on_demand == right.on_demand, coding
+    assert {tag: v.encoding for tag, v in a.by_etag.items()} == {
+        tag: v.encoding for tag, v in b.by_etag.items()
+    }
+    assert a.nbytes == b.nbytes
+
+
+def serialized_examples() -> dict[str, Payload]:
+    csv = b"model,rank,mean\n" + b"".join(
+        f"org/model-{i},{i + 1},{70 - i * 0.07:.4f}\n".encode() for i in range(500)
+    )
+    return {
+        "json-all-codings": build(table_body()),
+        "json-identity-only": build(b'{"ok":true}'),
+        "json-on-demand": Payload.build(
+            table_body(2000),
+            media_type="application/json",
+            last_modified=WHEN,
+            cache_control=CACHE,
+            keep_identity=False,
+        ),
+        "csv-latin-1-header": Payload.build(
+            csv,
+            media_type="text/csv; charset=utf-8",
+            last_modified=WHEN,
+            cache_control=CACHE,
+            extra_headers=(("Content-Disposition", 'attachment; filename="résumé.csv"'),),
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(serialized_examples()))
+def test_serialized_form_round_trips_exactly(name: str) -> None:
+    payload = serialized_examples()[name]
+    data = payload.to_bytes()
+    assert data.startswith(FORMAT_MAGIC)
+    back = Payload.from_bytes(data)
+    same_payload(payload, back)
+    assert back.identity == payload.identity
+    assert back.to_bytes() == data
+    assert payload.to_bytes() == data, "the same payload serializes to the same bytes"
+
+
+def test_serialized_on_demand_identity_shares_the_zstd_buffer() -> None:
+    payload = serialized_examples()["json-on-demand"]
+    assert payload.zstd is not None
+    data = payload.to_bytes()
+    # The zstd body is written once although the identity variant holds it too.
+    assert len(data) < payload.nbytes + 8192
+    back = Payload.from_bytes(data)
+    assert back.identity_on_demand
+    assert back.variants["identity"].stored is back.zstd
+    assert back.variants["zstd"].stored is back.zstd
+    assert back.gzip is back.variants["gzip"].stored
+
+
+def test_from_bytes_reads_an_mmap_and_lets_it_close(tmp_path: Path) -> None:
+    payload = serialized_examples()["csv-latin-1-header"]
+    file = tmp_path / "p.bin"
+    file.write_bytes(payload.to_bytes())
+    with file.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        back = Payload.from_bytes(memoryview(mapped))
+        mapped.close()  # raises BufferError if any slice still pointed into the map
+    same_payload(payload, back)
+
+
+def test_header_fields_holding_nul_and_shared_values_round_trip() -> None:
+    payload = Payload.build(
+        table_body(),
+        media_type="application/json",
+        last_modified=WHEN,
+        cache_control=CACHE,
+        extra_headers=(("x-odd", "a\0b"),),
+    )
+    back = Payload.from_bytes(payload.to_bytes())
+    same_payload(payload, back)
+    plain = Payload.from_bytes(build(table_body()).to_bytes())
+    gzip_headers = dict(plain.variants["gzip"].headers)
+    br_headers = dict(plain.variants["br"].headers)
+    # Equal names and values are one object per payload, as when built.
+    assert gzip_headers[b"cache-control"] is br_headers[b"cache-control"]
+    assert next(iter(gzip_headers)) is next(iter(br_headers))
+
+
+def test_a_hand_made_payload_with_unrelated_304_headers_round_trips() -> None:
+    built = build(table_body())
+    odd = dataclasses.replace(
+        built.variants["gzip"], not_modified_headers=((b"etag", b"x"), (b"x-other", b"1"))
+    )
+    variants = {**built.variants, "gzip": odd}
+    payload = dataclasses.replace(
+        built,
+        variants=MappingProxyType(variants),
+        by_etag=MappingProxyType({v.etag: v for v in variants.values()}),
+    )
+    same_payload(payload, Payload.from_bytes(payload.to_bytes()))
+
+
+def test_read_fetches_large_bodies_one_read_each() -> None:
+    payload = Payload.build(
+        os.urandom(200_000) + b"x" * 400_000,
+        media_type="application/octet-stream",
+        last_modified=WHEN,
+        cache_control=CACHE,
+    )
+    data = payload.to_bytes()
+    reads: list[tuple[int, int]] = []
+
+    def read_at(at: int, n: int) -> bytes:
+        reads.append((at, n))
+        return data[at : at + n]
+
+    same_payload(payload, Payload.read(read_at, len(data)))
+    assert len(reads) == 1 + len(payload.variants)
+    assert sum(n for _, n in reads[1:]) == len(data) - reads[1][0]
+
+
+def test_every_truncation_and_any_trailing_byte_is_corrupt() -> None:
+    data = build(table_body(40)).to_bytes()
+    for cut in range(len(data)):
+        with pytest.raises(CorruptPayload, match="truncated"):
+            Payload.from_bytes(data[:cut])
+    with pytest.raises(CorruptPayload, match="trailing"):
+        Payload.from_bytes(data + b"\0")
+
+
+def test_wrong_magic_version_and_flipped_bytes_are_corrupt() -> None:
+    data = build(table_body()).to_bytes()
+    with pytest.raises(CorruptPayload, match="magic"):
+        Payload.from_bytes(b"NOTAPAYL" + data[8:])
+    future = bytearray(data)
+    future[8:10] = (FORMAT_VERSION + 1).to_bytes(2, "little")
+    with pytest.raises(CorruptPayload, match="version"):
+        Payload.from_bytes(future)
+    header = bytearray(data)
+    header[30] ^= 0x01
+    with pytest.raises(CorruptPayload, match="header checksum"):
+        Payload.from_bytes(header)
+    body = bytearray(data)
+    body[-10] ^= 0x01
+    with pytest.raises(CorruptPayload, match="body 3 checksum"):
+        Payload.from_bytes(body)
+    assert Payload.from_bytes(body, verify=False).identity != table_body()
+    assert issubclass(CorruptPayload, ValueError)
+
+
+def test_a_well_checksummed_but_malformed_header_is_corrupt() -> None:
+    def framed(header: object, tail: bytes = b"") -> bytes:
+        text = orjson.dumps(header)
+        prelude = struct.pack(
+            "<8sHHII", FORMAT_MAGIC, FORMAT_VERSION, 0, len(text), zlib.crc32(text)
+        )
+        return prelude + text + tail
+
+    good = orjson.loads(build(b"{}").to_parts()[1])
+    cases: list[object] = [
+        [],
+        {"bodies": "x"},
+        {**good, "variants": []},
+        {**good, "variants": [{**good["variants"][0], "body": 5}]},
+        {**good, "variants": [{**good["variants"][0], "etag": 7}]},
+        {**good, "variants": [{**good["variants"][0], "headers": [["a"]]}]},
+        {**good, "variants": [{**good["variants"][0], "headers": "a\u0000b\u0000c"}]},
+        {**good, "variants": [{**good["variants"][0], "headers": 5}]},
+        {**good, "variants": [{**good["variants"][0], "not_modified_headers": 99}]},
+        {**good, "variants": [{**good["variants"][0], "headers": [["a", "\u20ac"]]}]},
+        {**good, "by_etag": [["x", 3]]},
+        {**good, "last_modified_epoch": -1},
+        {key: value for key, value in good.items() if key != "media_type"},
+    ]
+    for case in cases:
+        with pytest.raises(CorruptPayload, match=r"corrupt payload header|expected|index|codings"):
+            Payload.from_bytes(framed(case, b"{}"))
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_bytes_raise_only_corrupt_payload(data: bytes) -> None:
+    for candidate in (data, FORMAT_MAGIC + data, build(b"{}").to_bytes()[:20] + data):
+        with pytest.raises(CorruptPayload):
+            Payload.from_bytes(candidate)

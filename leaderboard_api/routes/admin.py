@@ -8,18 +8,16 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from leaderboard_api.lifecycle import AppState
-from leaderboard_api.live import reload_now
 from leaderboard_api.problems import problem
+from leaderboard_api.state import State
 
 router = APIRouter(tags=["admin"])
 CHALLENGE = {"www-authenticate": 'Bearer realm="leaderboard-api"'}
 
 
 @router.post("/admin/reload", responses={401: {}, 403: {}, 404: {}, 422: {}})
-async def admin_reload(request: Request) -> Response:
+async def admin_reload(request: Request, state: State) -> Response:
     """Check for a new dataset version now and swap it in when it changed."""
-    state: AppState = request.app.state.lb
     path = request.url.path
     secret = state.settings.admin_token
     if secret is None:  # settings refuse blank and short tokens; unset means disabled
@@ -31,7 +29,9 @@ async def admin_reload(request: Request) -> Response:
     # Constant time: the comparison must not reveal how much of the token matched.
     if not hmac.compare_digest(given.strip().encode(), secret.get_secret_value().encode()):
         return problem(403, detail="the bearer token is not valid", instance=path)
-    outcome = await reload_now(state)
+    if state.reload is None:
+        return problem(503, detail="the service is still starting", instance=path)
+    outcome = await state.reload()
     if outcome.result == "error":
         return problem(
             422,
@@ -43,6 +43,8 @@ async def admin_reload(request: Request) -> Response:
         "snapshot": outcome.snapshot,
         "previous": outcome.previous,
         "seconds": round(outcome.seconds, 3),
+        "reused": outcome.reused,
+        "built": outcome.built,
     }
     return Response(
         orjson.dumps(body), media_type="application/json", headers={"cache-control": "no-store"}

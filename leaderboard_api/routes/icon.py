@@ -15,10 +15,10 @@ import httpx
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from leaderboard_api.lifecycle import AppState
 from leaderboard_api.problems import problem
 from leaderboard_api.serving.fastpath import PayloadResponse
 from leaderboard_api.serving.payload import Payload
+from leaderboard_api.state import AppState
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -128,7 +128,8 @@ async def benchmark_icon(request: Request, name: str) -> Response:
     if not bench.icon:
         return problem(404, detail=f"benchmark {name!r} has no icon", instance=request.url.path)
     settings = state.settings
-    key = (snapshot.id, f"icon:{name}", ())
+    # Keyed by the icon's source: the same URL gives the same image on every snapshot.
+    key = f"icon\x1f{name}\x1f{bench.icon}"
     ready = state.cache.get_ready(key)
     if ready is not None:
         return PayloadResponse(ready)
@@ -162,5 +163,5 @@ async def benchmark_icon(request: Request, name: str) -> Response:
         )
 
     payload = await state.cache.get_or_build(key, build)
-    state.cache.put((snapshot.id, request.scope["path"], b""), payload)
+    state.routing.keys.remember((request.scope["path"], b""), key)
     return PayloadResponse(payload)

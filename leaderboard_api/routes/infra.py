@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from leaderboard_api import schemas
-from leaderboard_api.lifecycle import AppState
 from leaderboard_api.problems import problem
 from leaderboard_api.serving.payload import Payload
+from leaderboard_api.state import AppState, get_state
 
 router = APIRouter(tags=["infra"])
 GET = ["GET", "HEAD"]
@@ -27,11 +27,6 @@ FAVICON = bytes.fromhex(
 )
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.lb
-    return state
-
-
 @router.api_route("/health", methods=GET, include_in_schema=True)
 async def health() -> Response:
     """Liveness: the process answers; never touches data."""
@@ -41,7 +36,7 @@ async def health() -> Response:
 @router.api_route("/ready", methods=GET, response_model=schemas.ReadyOut)
 async def ready(request: Request) -> Response:
     """Readiness: 503 with Retry-After until the dataset is loaded and warm, then 200."""
-    state = _state(request)
+    state = get_state(request)
     body = ready_body(state)
     if not state.ready:
         return Response(
@@ -56,7 +51,7 @@ async def ready(request: Request) -> Response:
 @router.api_route("/metrics", methods=GET, response_class=Response)
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition (OpenMetrics when the scraper asks for it)."""
-    state = _state(request)
+    state = get_state(request)
     if state.metrics is None:
         return problem(404, detail="metrics are turned off", instance=request.url.path)
     from leaderboard_api.observability.metrics import render_metrics

@@ -2,117 +2,55 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from pydantic_core import to_json
 from starlette.responses import Response
 
 from leaderboard_api import schemas
-from leaderboard_api.lifecycle import AppState, Loaded, NotReady
+from leaderboard_api.payloads import ROUTES, builder, content_key, route_fingerprint
 from leaderboard_api.queries import ModelQuery, TaskQuery
 from leaderboard_api.scoring.errors import BadParameter
-from leaderboard_api.scoring.views import check_buckets
+from leaderboard_api.scoring.standings import check_buckets
 from leaderboard_api.serving.fastpath import PayloadResponse
-from leaderboard_api.serving.payload import Payload
-from leaderboard_api.views import Views
+from leaderboard_api.state import AppState, Current, Loaded, State
 
-JSON = "application/json"
-CSV = "text/csv; charset=utf-8"
 MAX_BUCKETS = 8
 GET = ["GET", "HEAD"]
 
-router = APIRouter(prefix="/v1", tags=["v1"])
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.lb
-    return state
-
-
-def _loaded(request: Request) -> Loaded:
-    """The snapshot being served and its views; NotReady (503) before the first load."""
-    loaded = _state(request).loaded
-    if loaded is None:
-        raise NotReady
-    return loaded
-
-
-def _views(request: Request) -> Views:
-    views: Views = _loaded(request).views
-    return views
-
-
-def encode(obj: Any) -> bytes:
-    """Schemas (or lists of them) to JSON bytes, camelCase, in field order."""
-    return to_json(obj, by_alias=True)
-
-
-#: Routes of the long tail (one per task or model): their identity bodies are decoded from
-#: zstd when a client accepts no coding, instead of being held (most of the payload memory).
-LONG_TAIL = frozenset({"task", "task-scores", "task-stats", "model", "model-scores"})
-
-
-def make_payload(
-    state: AppState,
-    views: Views,
-    body: bytes,
-    *,
-    media_type: str = JSON,
-    extra: Any = (),
-    route: str = "",
-) -> Payload:
-    """The one way a /v1 body becomes a Payload (handlers, warmup and export share it)."""
-    return Payload.build(
-        body,
-        media_type=media_type,
-        last_modified=views.snapshot.updated_at,
-        cache_control=state.settings.cache_control,
-        extra_headers=extra,
-        keep_identity=route.split(":")[0] not in LONG_TAIL,
-    )
+router = APIRouter(tags=["v1"])
 
 
 async def serve(
     request: Request,
+    state: AppState,
+    loaded: Loaded,
+    kind: str,
+    name: str = "",
     *,
-    route: str,
-    params: tuple[Hashable, ...],
-    build: Callable[[Views], bytes],
-    media_type: str = JSON,
-    extra_headers: tuple[tuple[str, str], ...] = (),
+    params: tuple[Hashable, ...] = (),
+    arg: Any = None,
 ) -> Response:
-    """Answer from the cache, building once per (snapshot, route, normalized params)."""
-    state = _state(request)
-    loaded = _loaded(request)
-    snapshot_id = loaded.snapshot.id
-    views: Views = loaded.views
-    key = (snapshot_id, route, params)
-
-    def run() -> Payload:
-        started = time.perf_counter()
-        with state.span("payload.build", route=route.split(":")[0], snapshot=snapshot_id):
-            body = build(views)
-            payload = make_payload(
-                state, views, body, media_type=media_type, extra=extra_headers, route=route
-            )
-        if state.metrics is not None:
-            state.metrics.observe_build(route.split(":")[0], time.perf_counter() - started)
-        return payload
-
-    payload = await state.cache.get_or_build(key, run, pin=not params)
+    """Answer from the cache: the payload of (route, name, params) under the fingerprint of
+    what it reads, built once however many clients ask."""
+    spec = ROUTES[kind]
+    key = content_key(
+        spec, name, params, route_fingerprint(loaded.fingerprints, spec, name, params)
+    )
+    # Unparameterized routes stay in memory, except the long tail when a store backs it.
+    pin = not params and not (spec.long_tail and state.store is not None)
+    build = builder(state, loaded, spec, name, arg, key)
+    payload = await state.cache.get_or_build(key, build, pin=pin)
     # Alias the raw spelling so the next identical request takes the fast path.
-    raw = (snapshot_id, request.scope["path"], request.scope.get("query_string", b""))
-    if raw != key and state.cache.get_ready(raw) is None:
-        state.cache.put(raw, payload, pin=not params and not raw[2])
+    if loaded is state.loaded:
+        raw = (request.scope["path"], request.scope.get("query_string", b""))
+        if pin and not raw[1]:
+            state.routing.routes.setdefault(raw, payload)
+        else:
+            state.routing.keys.remember(raw, key)
     return PayloadResponse(payload)
-
-
-def csv_filename(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) + ".csv"
 
 
 def _truthy(value: str | None, *, name: str) -> bool | None:
@@ -168,131 +106,104 @@ def allow_params(request: Request, *names: str) -> None:
             )
 
 
-def _present(*pairs: tuple[str, Hashable]) -> tuple[tuple[str, Hashable], ...]:
-    """The (name, value) pairs of the parameters a request gave: its cache-key part."""
-    return tuple((name, value) for name, value in pairs if value is not None and value != "")
-
-
 # --- benchmarks ---------------------------------------------------------------------------
 
 
-@router.api_route("/benchmarks", methods=GET, response_model=list[schemas.BenchmarkOut])
-async def list_benchmarks(request: Request, include_hidden: str | None = None) -> Response:
+def _path(kind: str, index: int = 0) -> str:
+    return ROUTES[kind].paths[index]
+
+
+@router.api_route(_path("benchmarks"), methods=GET, response_model=list[schemas.BenchmarkOut])
+async def list_benchmarks(
+    request: Request, state: State, loaded: Current, include_hidden: str | None = None
+) -> Response:
     allow_params(request, "include_hidden")
     hidden = bool(_truthy(include_hidden, name="include_hidden"))
-    return await serve(
-        request,
-        route="benchmarks",
-        params=(hidden,) if hidden else (),
-        build=lambda v: encode(v.benchmarks(include_hidden=hidden)),
-    )
+    params = (hidden,) if hidden else ()
+    return await serve(request, state, loaded, "benchmarks", params=params, arg=hidden)
 
 
-@router.api_route("/benchmarks/menu", methods=GET, response_model=list[schemas.MenuGroupOut])
-async def benchmark_menu(request: Request) -> Response:
+@router.api_route(_path("menu"), methods=GET, response_model=list[schemas.MenuGroupOut])
+async def benchmark_menu(request: Request, state: State, loaded: Current) -> Response:
     allow_params(request)
-    return await serve(request, route="menu", params=(), build=lambda v: encode(v.menu()))
+    return await serve(request, state, loaded, "menu")
 
 
-def _languages(
-    languages: Annotated[
-        list[str] | None, Query(description="codes or names; repeat or comma-separate")
-    ],
-    views: Views,
-) -> tuple[str, ...]:
-    return views.normalize_languages(split_list(languages))
+Languages = Annotated[
+    list[str] | None, Query(description="codes or names; repeat or comma-separate")
+]
+
+
+async def _by_languages(
+    request: Request, state: AppState, loaded: Loaded, kind: str, name: str, languages: Languages
+) -> Response:
+    allow_params(request, "languages")
+    views = loaded.views
+    name = views.canonical_benchmark(name)
+    langs = views.normalize_languages(split_list(languages))
+    params = (langs,) if langs else ()
+    return await serve(request, state, loaded, kind, name, params=params, arg=langs)
 
 
 @router.api_route(
-    "/benchmarks/{name:path}/scores.csv",
+    _path("benchmark-csv"),
     methods=GET,
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def benchmark_scores_csv(
-    request: Request, name: str, languages: Annotated[list[str] | None, Query()] = None
+    request: Request, state: State, loaded: Current, name: str, languages: Languages = None
 ) -> Response:
-    allow_params(request, "languages")
-    views = _views(request)
-    name = views.canonical_benchmark(name)
-    langs = _languages(languages, views)
-    return await serve(
-        request,
-        route=f"benchmark-csv:{name}",
-        params=(langs,) if langs else (),
-        build=lambda v: v.scores_csv(name, languages=langs),
-        media_type=CSV,
-        extra_headers=(("content-disposition", f'attachment; filename="{csv_filename(name)}"'),),
-    )
+    return await _by_languages(request, state, loaded, "benchmark-csv", name, languages)
 
 
-async def _scores(request: Request, name: str, languages: list[str] | None) -> Response:
-    allow_params(request, "languages")
-    views = _views(request)
-    name = views.canonical_benchmark(name)
-    langs = _languages(languages, views)
-    return await serve(
-        request,
-        route=f"benchmark-scores:{name}",
-        params=(langs,) if langs else (),
-        build=lambda v: encode(v.scores(name, languages=langs)),
-    )
-
-
-@router.api_route("/benchmarks/{name:path}/scores", methods=GET, response_model=schemas.ScoresOut)
+@router.api_route(_path("benchmark-scores"), methods=GET, response_model=schemas.ScoresOut)
 async def benchmark_scores(
-    request: Request, name: str, languages: Annotated[list[str] | None, Query()] = None
+    request: Request, state: State, loaded: Current, name: str, languages: Languages = None
 ) -> Response:
-    return await _scores(request, name, languages)
+    return await _by_languages(request, state, loaded, "benchmark-scores", name, languages)
 
 
-@router.api_route("/benchmarks/{name:path}/summary", methods=GET, response_model=schemas.ScoresOut)
+@router.api_route(_path("benchmark-scores", 1), methods=GET, response_model=schemas.ScoresOut)
 async def benchmark_summary(
-    request: Request, name: str, languages: Annotated[list[str] | None, Query()] = None
+    request: Request, state: State, loaded: Current, name: str, languages: Languages = None
 ) -> Response:
-    return await _scores(request, name, languages)
+    return await _by_languages(request, state, loaded, "benchmark-scores", name, languages)
 
 
 @router.api_route(
-    "/benchmarks/{name:path}/per-language", methods=GET, response_model=schemas.PerLanguageOut
+    _path("benchmark-per-language"), methods=GET, response_model=schemas.PerLanguageOut
 )
-async def benchmark_per_language(request: Request, name: str) -> Response:
+async def benchmark_per_language(
+    request: Request, state: State, loaded: Current, name: str
+) -> Response:
     allow_params(request)
-    name = _views(request).canonical_benchmark(name)
-    return await serve(
-        request,
-        route=f"benchmark-per-language:{name}",
-        params=(),
-        build=lambda v: encode(v.per_language(name)),
-    )
+    name = loaded.views.canonical_benchmark(name)
+    return await serve(request, state, loaded, "benchmark-per-language", name)
 
 
-@router.api_route("/benchmarks/{name:path}/leaders", methods=GET, response_model=schemas.LeadersOut)
+@router.api_route(_path("benchmark-leaders"), methods=GET, response_model=schemas.LeadersOut)
 async def benchmark_leaders(
     request: Request,
+    state: State,
+    loaded: Current,
     name: str,
     buckets: Annotated[
         str | None, Query(description="JSON list of [min, max|null] in millions of parameters")
     ] = None,
 ) -> Response:
     allow_params(request, "buckets")
-    name = _views(request).canonical_benchmark(name)
+    name = loaded.views.canonical_benchmark(name)
     parsed = parse_buckets(buckets)
-    return await serve(
-        request,
-        route=f"benchmark-leaders:{name}",
-        params=(parsed,) if parsed is not None else (),
-        build=lambda v: encode(v.leaders(name, buckets=parsed)),
-    )
+    params = (parsed,) if parsed is not None else ()
+    return await serve(request, state, loaded, "benchmark-leaders", name, params=params, arg=parsed)
 
 
-@router.api_route("/benchmarks/{name:path}", methods=GET, response_model=schemas.BenchmarkDetailOut)
-async def benchmark_detail(request: Request, name: str) -> Response:
+@router.api_route(_path("benchmark"), methods=GET, response_model=schemas.BenchmarkDetailOut)
+async def benchmark_detail(request: Request, state: State, loaded: Current, name: str) -> Response:
     allow_params(request)
-    name = _views(request).canonical_benchmark(name)
-    return await serve(
-        request, route=f"benchmark:{name}", params=(), build=lambda v: encode(v.benchmark(name))
-    )
+    name = loaded.views.canonical_benchmark(name)
+    return await serve(request, state, loaded, "benchmark", name)
 
 
 # --- tasks --------------------------------------------------------------------------------
@@ -301,9 +212,11 @@ async def benchmark_detail(request: Request, name: str) -> Response:
 ListParam = Annotated[list[str] | None, Query(description="repeat or comma-separate")]
 
 
-@router.api_route("/tasks", methods=GET, response_model=list[schemas.TaskOut])
+@router.api_route(_path("tasks"), methods=GET, response_model=list[schemas.TaskOut])
 async def list_tasks(
     request: Request,
+    state: State,
+    loaded: Current,
     types: ListParam = None,
     languages: ListParam = None,
     domains: ListParam = None,
@@ -328,7 +241,7 @@ async def list_tasks(
         "language",
         "domain",
     )
-    views = _views(request)
+    views = loaded.views
     wanted = split_list(languages) + ((language,) if language else ())
     query = TaskQuery(
         types=split_list(types) + ((type,) if type else ()),
@@ -338,66 +251,56 @@ async def list_tasks(
         categories=split_list(categories),
         name=name or None,
     )
-    return await serve(
-        request, route="tasks", params=query.key(), build=lambda v: encode(v.tasks(query))
-    )
+    return await serve(request, state, loaded, "tasks", params=query.key(), arg=query)
 
 
 @router.api_route(
-    "/tasks/{name:path}/descriptive_statistics",
+    _path("task-stats"),
     methods=GET,
     response_model=dict[str, Any],
     responses={404: {"description": "unknown task, or a task without descriptive statistics"}},
 )
-async def task_statistics(request: Request, name: str) -> Response:
+async def task_statistics(request: Request, state: State, loaded: Current, name: str) -> Response:
     """The task's descriptive statistics per split, as the catalog exported them."""
     allow_params(request)
-    views = _views(request)
-    views.require_task(name)
-    views.require_statistics(name)
-    return await serve(
-        request,
-        route=f"task-stats:{name}",
-        params=(),
-        build=lambda v: v.task_statistics(name),
-    )
+    loaded.views.require_task(name)
+    loaded.views.require_statistics(name)
+    return await serve(request, state, loaded, "task-stats", name)
 
 
-@router.api_route("/tasks/{name:path}/scores", methods=GET, response_model=schemas.TaskScoresOut)
+@router.api_route(_path("task-scores"), methods=GET, response_model=schemas.TaskScoresOut)
 async def task_scores(
     request: Request,
+    state: State,
+    loaded: Current,
     name: str,
     metric: Annotated[
         str | None, Query(description="another metric than the task's main one")
     ] = None,
 ) -> Response:
     allow_params(request, "metric")
-    views = _views(request)
+    views = loaded.views
     views.require_task(name)
     chosen = views.require_metric(name, metric) if metric else None
-    return await serve(
-        request,
-        route=f"task-scores:{name}",
-        params=(("metric", chosen),) if chosen else (),
-        build=lambda v: encode(v.task_scores(name, metric=chosen)),
-    )
+    params = (("metric", chosen),) if chosen else ()
+    return await serve(request, state, loaded, "task-scores", name, params=params, arg=chosen)
 
 
-@router.api_route("/tasks/{name:path}", methods=GET, response_model=schemas.TaskOut)
-async def task_detail(request: Request, name: str) -> Response:
+@router.api_route(_path("task"), methods=GET, response_model=schemas.TaskOut)
+async def task_detail(request: Request, state: State, loaded: Current, name: str) -> Response:
     allow_params(request)
-    _views(request).require_task(name)
-    return await serve(
-        request, route=f"task:{name}", params=(), build=lambda v: encode(v.task(name))
-    )
+    loaded.views.require_task(name)
+    return await serve(request, state, loaded, "task", name)
 
 
 # --- models -------------------------------------------------------------------------------
 
 
-@router.api_route("/models", methods=GET, response_model=list[schemas.ModelOut])
+@router.api_route(_path("models"), methods=GET, response_model=list[schemas.ModelOut])
 async def list_models(
     request: Request,
+    state: State,
+    loaded: Current,
     model_types: ListParam = None,
     frameworks: ListParam = None,
     modalities: ListParam = None,
@@ -437,48 +340,18 @@ async def list_models(
         max_params_b=max_params_b,
         name=name or None,
     )
-    return await serve(
-        request, route="models", params=query.key(), build=lambda v: encode(v.models(query))
-    )
+    return await serve(request, state, loaded, "models", params=query.key(), arg=query)
 
 
-@router.api_route("/models/{name:path}/scores", methods=GET, response_model=schemas.ModelScoresOut)
-async def model_scores(request: Request, name: str) -> Response:
+@router.api_route(_path("model-scores"), methods=GET, response_model=schemas.ModelScoresOut)
+async def model_scores(request: Request, state: State, loaded: Current, name: str) -> Response:
     allow_params(request)
-    _views(request).require_model(name)
-    return await serve(
-        request,
-        route=f"model-scores:{name}",
-        params=(),
-        build=lambda v: encode(v.model_scores(name)),
-    )
+    model = loaded.views.require_model(name)
+    return await serve(request, state, loaded, "model-scores", model.name)
 
 
-@router.api_route("/models/{name:path}", methods=GET, response_model=schemas.ModelOut)
-async def model_detail(request: Request, name: str) -> Response:
+@router.api_route(_path("model"), methods=GET, response_model=schemas.ModelOut)
+async def model_detail(request: Request, state: State, loaded: Current, name: str) -> Response:
     allow_params(request)
-    _views(request).require_model(name)
-    return await serve(
-        request, route=f"model:{name}", params=(), build=lambda v: encode(v.model(name))
-    )
-
-
-#: Route templates (for metrics and tracing labels), most specific first.
-TEMPLATES = (
-    "/v1/benchmarks",
-    "/v1/benchmarks/menu",
-    "/v1/benchmarks/{name:path}/scores.csv",
-    "/v1/benchmarks/{name:path}/scores",
-    "/v1/benchmarks/{name:path}/summary",
-    "/v1/benchmarks/{name:path}/per-language",
-    "/v1/benchmarks/{name:path}/leaders",
-    "/v1/benchmarks/{name:path}",
-    "/v1/tasks",
-    "/v1/tasks/{name:path}/descriptive_statistics",
-    "/v1/tasks/{name:path}/scores",
-    "/v1/tasks/{name:path}",
-    "/v1/models",
-    "/v1/models/{name:path}/scores",
-    "/v1/models/{name:path}",
-    "/v1/icon/{name:path}",
-)
+    model = loaded.views.require_model(name)
+    return await serve(request, state, loaded, "model", model.name)

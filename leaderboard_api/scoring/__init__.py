@@ -19,6 +19,17 @@ from leaderboard_api.scoring.languages import (
 )
 from leaderboard_api.scoring.ranking import RANK_METHODS
 from leaderboard_api.scoring.ratings import Ratings, bradley_terry
+from leaderboard_api.scoring.standings import (
+    DEFAULT_SIZE_BUCKETS,
+    LanguageScores,
+    Leaders,
+    TaskView,
+    check_buckets,
+    language_scores,
+    leaders,
+    task_model_counts,
+    task_view,
+)
 from leaderboard_api.scoring.summary import BenchmarkSummary, benchmark_summary, summary_ratings
 from leaderboard_api.scoring.tasks import (
     BenchmarkCells,
@@ -27,22 +38,6 @@ from leaderboard_api.scoring.tasks import (
     select_cells,
     task_scores,
     task_table,
-)
-from leaderboard_api.scoring.views import (
-    DEFAULT_SIZE_BUCKETS,
-    LanguageScores,
-    Leaders,
-    ModelView,
-    TaskView,
-    benchmark_model_counts,
-    benchmark_task_types,
-    language_scores,
-    leaders,
-    list_benchmark_names,
-    model_view,
-    per_language,
-    task_model_counts,
-    task_view,
 )
 
 __all__ = [
@@ -53,7 +48,6 @@ __all__ = [
     "BenchmarkSummary",
     "LanguageScores",
     "Leaders",
-    "ModelView",
     "Ratings",
     "ScoringError",
     "ScoringIndex",
@@ -63,19 +57,15 @@ __all__ = [
     "UnknownModel",
     "UnknownTask",
     "available_languages",
-    "benchmark_model_counts",
     "benchmark_summary",
-    "benchmark_task_types",
     "bradley_terry",
     "build_index",
+    "check_buckets",
     "language_label",
     "language_scores",
     "leaders",
-    "list_benchmark_names",
-    "model_view",
     "normalize_language",
     "normalize_languages",
-    "per_language",
     "select_cells",
     "summary_ratings",
     "task_model_counts",

@@ -29,18 +29,39 @@ ETags
     the client already holds this content, and the 304 answers with the member it named.
     A tag names the decoded content; a different compressor build could produce other
     coded bytes under the same tag, which only matters for range requests (not offered).
+
+Serialized form (:meth:`Payload.to_bytes`, :meth:`Payload.from_bytes`)
+    What the on-disk payload store keeps; loading is slicing, never recompressing or
+    re-hashing.  All integers little-endian::
+
+        prelude  20 bytes: magic b"LBAPAYLD", format version u16, flags u16 (0),
+                 header length u32, CRC-32 of the header u32
+        header   UTF-8 JSON: media type, validators, cache control; one [length, CRC-32]
+                 per stored body; for each variant its coding, body index, ETag, on-demand
+                 flag and header lists (latin-1 text, fields joined by NUL, or [name,
+                 value] pairs when a field holds a NUL; the 304 list as a count when it is
+                 the tail of the 200 list); the ETag index
+        bodies   every distinct stored buffer once, concatenated, in header order
+
+    The file is exactly as long as the header says, so truncation and trailing bytes are
+    caught without reading the bodies; the CRC-32s (2 GB/s, a quarter of a read's cost)
+    catch torn or flipped bytes, so a store can skip ``fsync``.  A buffer shared by two
+    fields (the zstd body an on-demand identity is decoded from) is written once and
+    shared again when read.  The same payload always serializes to the same bytes.
 """
 
 from __future__ import annotations
 
 import gzip as _gzip
 import hashlib
-from collections.abc import Mapping, Sequence
+import struct
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 import brotli
 import orjson
@@ -49,9 +70,13 @@ import zstandard
 __all__ = [
     "DEFAULT_COMPRESSION",
     "ENCODINGS",
+    "FORMAT_MAGIC",
+    "FORMAT_VERSION",
     "CompressionPolicy",
+    "CorruptPayload",
     "Headers",
     "Payload",
+    "ReadAt",
     "Variant",
     "http_date",
     "json_payload",
@@ -65,6 +90,33 @@ ENCODINGS: Final = ("br", "zstd", "gzip", "identity")
 
 _ETAG_SUFFIX: Final = {"br": "-br", "zstd": "-zst", "gzip": "-gz", "identity": ""}
 _HASH_HEX_DIGITS: Final = 32
+#: Header names a built payload sends; a read payload shares these objects.
+_HEADER_NAMES: Final = (
+    b"content-type",
+    b"content-length",
+    b"content-encoding",
+    b"etag",
+    b"cache-control",
+    b"last-modified",
+    b"vary",
+)
+
+#: First bytes of every serialized payload.
+FORMAT_MAGIC: Final = b"LBAPAYLD"
+#: Version of the serialized form; a reader refuses any other.
+FORMAT_VERSION: Final = 1
+#: magic, format version, flags, header length, header CRC-32.
+_PRELUDE: Final = struct.Struct("<8sHHII")
+#: :meth:`Payload.read` asks for this much first: the whole of most payloads, and the
+#: header of every one.
+_FIRST_READ: Final = 64 * 1024
+
+#: ``read_at(offset, length)``: that many bytes from ``offset``, fewer only at the end.
+ReadAt = Callable[[int, int], bytes]
+
+
+class CorruptPayload(ValueError):
+    """Bytes that are not a complete serialized payload of this format version."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +308,239 @@ class Payload:
     def nbytes(self) -> int:
         """Memory held by all bodies together (what the cache's byte bound counts)."""
         return sum(len(v.stored) for v in self.variants.values() if not v.on_demand)
+
+    def to_parts(self) -> list[bytes]:
+        """The serialized form as buffers to write in order (no concatenated copy)."""
+        bodies: list[bytes] = []
+        index: dict[int, int] = {}
+
+        def ref(data: bytes | None) -> int | None:
+            if data is None:
+                return None
+            # By identity: a buffer shared in memory is written once and shared on load.
+            at = index.setdefault(id(data), len(bodies))
+            if at == len(bodies):
+                bodies.append(data)
+            return at
+
+        fields = {name: ref(data) for name, data in (("gzip", self.gzip), ("br", self.br))}
+        fields["zstd"] = ref(self.zstd)
+        variants = list(self.variants.values())
+        position = {id(variant): at for at, variant in enumerate(variants)}
+        header = {
+            "media_type": self.media_type,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "last_modified_epoch": self.last_modified_epoch,
+            "cache_control": self.cache_control,
+            "fields": fields,
+            "variants": [
+                {
+                    "encoding": variant.encoding,
+                    "body": ref(variant.stored),
+                    "etag": variant.etag,
+                    "on_demand": variant.on_demand,
+                    "headers": _text_headers(variant.headers),
+                    "not_modified_headers": _tail_or_text(variant),
+                }
+                for variant in variants
+            ],
+            "by_etag": [[tag, position[id(variant)]] for tag, variant in self.by_etag.items()],
+        }
+        header["bodies"] = [[len(data), zlib.crc32(data)] for data in bodies]
+        text = orjson.dumps(header)
+        prelude = _PRELUDE.pack(FORMAT_MAGIC, FORMAT_VERSION, 0, len(text), zlib.crc32(text))
+        return [prelude, text, *bodies]
+
+    def to_bytes(self) -> bytes:
+        """The serialized form (see the module docstring); :meth:`from_bytes` reverses it."""
+        return b"".join(self.to_parts())
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview, *, verify: bool = True) -> Payload:
+        """Rebuild a payload from :meth:`to_bytes` output (bytes, or e.g. an mmap's view).
+
+        Every body is copied out, so nothing keeps ``data`` alive or exported afterwards
+        (an mmap can be closed).  ``verify=False`` skips the body CRC-32s.
+
+        Raises
+        ------
+        CorruptPayload
+            If ``data`` is truncated, has trailing bytes, another magic or format version,
+            a header that does not parse or a body whose checksum does not match.
+        """
+        with memoryview(data) as raw, raw.cast("B") as view:
+            return cls.read(lambda at, n: bytes(view[at : at + n]), len(view), verify=verify)
+
+    @classmethod
+    def read(cls, read_at: ReadAt, size: int, *, verify: bool = True) -> Payload:
+        """Rebuild a payload of ``size`` serialized bytes fetched through ``read_at``.
+
+        Small payloads take one read; larger ones one more per body, each body read into
+        its own buffer (``os.pread`` on a file: a single copy).
+
+        Raises
+        ------
+        CorruptPayload
+            As :meth:`from_bytes`.
+        """
+        head = read_at(0, min(size, _FIRST_READ))
+        if len(head) < _PRELUDE.size:
+            msg = (
+                f"truncated payload: {len(head)} bytes, less than the {_PRELUDE.size}-byte prelude"
+            )
+            raise CorruptPayload(msg)
+        magic, version, _flags, header_size, header_crc = _PRELUDE.unpack_from(head)
+        if magic != FORMAT_MAGIC:
+            msg = f"not a serialized payload: magic {magic!r}, expected {FORMAT_MAGIC!r}"
+            raise CorruptPayload(msg)
+        if version != FORMAT_VERSION:
+            msg = f"payload format version {version}; this build reads version {FORMAT_VERSION}"
+            raise CorruptPayload(msg)
+        start = _PRELUDE.size + header_size
+        if start > len(head) and start <= size:
+            head = read_at(0, start)
+        if start > len(head):
+            msg = f"truncated payload: {size} bytes, the header alone needs {start}"
+            raise CorruptPayload(msg)
+        text = head[_PRELUDE.size : start]
+        if zlib.crc32(text) != header_crc:
+            msg = "corrupt payload: header checksum mismatch"
+            raise CorruptPayload(msg)
+        try:
+            header = orjson.loads(text)
+            spans = [(_int(length), _int(crc)) for length, crc in header["bodies"]]
+        except CorruptPayload:
+            raise
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise _corrupt_header(exc) from exc
+        expected = start + sum(length for length, _ in spans)
+        if expected != size:
+            problem = "truncated payload" if size < expected else "trailing bytes after payload"
+            msg = f"{problem}: {size} bytes where the header describes {expected}"
+            raise CorruptPayload(msg)
+        bodies: list[bytes] = []
+        at = start
+        for number, (length, crc) in enumerate(spans):
+            end = at + length
+            data = head[at:end] if end <= len(head) else read_at(at, length)
+            if len(data) != length:
+                msg = f"truncated payload: body {number} has {len(data)} of {length} bytes"
+                raise CorruptPayload(msg)
+            if verify and zlib.crc32(data) != crc:
+                msg = f"corrupt payload: body {number} checksum mismatch"
+                raise CorruptPayload(msg)
+            bodies.append(data)
+            at = end
+        try:
+            return cls._assemble(header, bodies)
+        except CorruptPayload:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise _corrupt_header(exc) from exc
+
+    @classmethod
+    def _assemble(cls, header: Any, bodies: list[bytes]) -> Payload:
+        # The header passed its CRC-32, so it is what a writer of this version wrote; the
+        # checks here only keep a faulty writer from yielding a payload of the wrong types.
+        def body(at: int | None) -> bytes:
+            if not 0 <= _int(at) < len(bodies):
+                msg = f"body index {at} out of range"
+                raise CorruptPayload(msg)
+            return bodies[_int(at)]
+
+        # One bytes object per distinct header name or value of this payload, as built.
+        shared = {name: name for name in _HEADER_NAMES}
+        ordered = []
+        for item in header["variants"]:
+            headers = _byte_headers(item["headers"], shared)
+            short = item["not_modified_headers"]
+            if type(short) is int:
+                if not 0 <= short <= len(headers):
+                    msg = f"corrupt payload header: {short} of {len(headers)} headers"
+                    raise CorruptPayload(msg)
+                not_modified = headers[len(headers) - short :]
+            else:
+                not_modified = _byte_headers(short, shared)
+            variant = Variant(
+                encoding=_str(item["encoding"]),
+                stored=body(item["body"]),
+                etag=_str(item["etag"]),
+                headers=headers,
+                not_modified_headers=not_modified,
+                on_demand=item["on_demand"] is True,
+            )
+            ordered.append(variant)
+        variants = {variant.encoding: variant for variant in ordered}
+        if len(variants) != len(ordered) or "identity" not in variants:
+            msg = f"corrupt payload header: codings {[v.encoding for v in ordered]}"
+            raise CorruptPayload(msg)
+        fields = header["fields"]
+        return cls(
+            gzip=None if fields["gzip"] is None else body(fields["gzip"]),
+            br=None if fields["br"] is None else body(fields["br"]),
+            zstd=None if fields["zstd"] is None else body(fields["zstd"]),
+            media_type=_str(header["media_type"]),
+            etag=_str(header["etag"]),
+            last_modified=_str(header["last_modified"]),
+            last_modified_epoch=_int(header["last_modified_epoch"]),
+            cache_control=_str(header["cache_control"]),
+            variants=MappingProxyType(variants),
+            by_etag=MappingProxyType(
+                {_str(tag): ordered[_int(at)] for tag, at in header["by_etag"]}
+            ),
+        )
+
+
+def _corrupt_header(exc: Exception) -> CorruptPayload:
+    return CorruptPayload(f"corrupt payload header: {exc!r}")
+
+
+def _text_headers(headers: Headers) -> str | list[list[str]]:
+    # latin-1 maps every byte to one code point, so any header bytes survive JSON exactly.
+    # Joined with NUL (which HTTP forbids in fields): one encode and one split to read.
+    if any(b"\0" in name or b"\0" in value for name, value in headers):
+        return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
+    return b"\0".join(part for field in headers for part in field).decode("latin-1")
+
+
+def _tail_or_text(variant: Variant) -> int | str | list[list[str]]:
+    # A built payload's 304 headers are the last of its 200 headers: say how many.
+    full, short = variant.headers, variant.not_modified_headers
+    if full[len(full) - len(short) :] == short:
+        return len(short)
+    return _text_headers(short)
+
+
+def _byte_headers(text: Any, shared: dict[bytes, bytes]) -> Headers:
+    if isinstance(text, list):
+        fields = [part.encode("latin-1") for pair in text for part in _pair(pair)]
+    else:
+        fields = _str(text).encode("latin-1").split(b"\0") if text else []
+    if len(fields) % 2:
+        msg = f"corrupt payload header: {len(fields)} header fields, not pairs"
+        raise CorruptPayload(msg)
+    pairs = iter([shared.setdefault(part, part) for part in fields])
+    return tuple(zip(pairs, pairs, strict=True))
+
+
+def _pair(value: Any) -> tuple[str, str]:
+    name, text = value
+    return _str(name), _str(text)
+
+
+def _str(value: object) -> str:
+    if type(value) is not str:
+        msg = f"expected a string, got {value!r}"
+        raise CorruptPayload(msg)
+    return value
+
+
+def _int(value: object) -> int:
+    if type(value) is not int or value < 0:
+        msg = f"expected a non-negative integer, got {value!r}"
+        raise CorruptPayload(msg)
+    return value
 
 
 def _common_headers(*, etag: str, cache_control: str, last_modified: str, varies: bool) -> Headers:

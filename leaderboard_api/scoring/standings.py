@@ -1,4 +1,5 @@
-"""Other views: per-language scores, size-bucket leaders, one task, one model, catalog counts.
+"""Standings beyond a benchmark's summary: per-language scores, size-bucket leaders, one
+task's ranking, and how many models each task has.
 
 * Per-language: a model's score in a language is the mean of its scores over the benchmark's
   counted cells in that language (the union of the tags of a cell's rows, else its task's
@@ -7,7 +8,6 @@
   (``min <= params / 1e6 < max``; ``max`` None is open-ended).
 * Task view: a task's score per model over all its cells (or a benchmark's cells), ranked
   direction-aware with ``min`` ties; models without every cell have no score and no rank.
-* Model view: the model's row in every benchmark summary the caller passes.
 """
 
 from __future__ import annotations
@@ -19,42 +19,26 @@ from typing import Any
 import polars as pl
 
 from leaderboard_api.dataset.snapshot import Snapshot
-from leaderboard_api.scoring.errors import BadParameter, UnknownModel
-from leaderboard_api.scoring.groupings import custom_groupings
+from leaderboard_api.scoring.errors import BadParameter
 from leaderboard_api.scoring.languages import normalize_languages
-from leaderboard_api.scoring.summary import BenchmarkSummary, benchmark_summary, no_nan
+from leaderboard_api.scoring.summary import BenchmarkSummary, no_nan
 from leaderboard_api.scoring.tasks import (
     ScoringIndex,
     benchmark_tasks,
-    build_index,
     cell_scores,
     get_benchmark,
     get_task,
     select_cells,
 )
 
-#: The API layer's names for the summary type (``normalize_languages``, ``benchmark_summary``
-#: and ``build_index`` are re-exported here for it too).
-Summary = BenchmarkSummary
 __all__ = [
     "DEFAULT_SIZE_BUCKETS",
     "LanguageScores",
     "Leaders",
-    "ModelView",
-    "ScoringIndex",
-    "Summary",
     "TaskView",
-    "benchmark_model_counts",
-    "benchmark_summary",
-    "benchmark_task_types",
-    "build_index",
-    "custom_groupings",
+    "check_buckets",
     "language_scores",
     "leaders",
-    "list_benchmark_names",
-    "model_view",
-    "normalize_languages",
-    "per_language",
     "task_model_counts",
     "task_view",
 ]
@@ -83,9 +67,6 @@ class LanguageScores:
         for model, language, score in self.frame.select("model", "language", "score").iter_rows():
             out.setdefault(model, {})[language] = score
         return list(out.items())
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        return [{"model_name": m, "scores_by_language": s} for m, s in self.rows()]
 
 
 def language_scores(
@@ -120,10 +101,6 @@ def language_scores(
     return LanguageScores(benchmark=info.name, languages=found, frame=frame)
 
 
-#: The name the API layer uses for ``language_scores``.
-per_language = language_scores
-
-
 @dataclass(frozen=True, slots=True)
 class Leaders:
     """Per bucket, the leader (``rank, model, model_type, mean_task, total_params_b``; the
@@ -136,22 +113,6 @@ class Leaders:
     def __iter__(self) -> Iterator[tuple[float, float | None, dict[str, Any] | None]]:
         for (lo, hi), leader in zip(self.buckets, self.leaders, strict=True):
             yield lo, hi, leader
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        """``{min, max, leader: {rank, model: {name, model_type}, mean_task,
-        total_params_b} | None}`` per bucket."""
-        out = []
-        for lo, hi, leader in self:
-            nested = None
-            if leader is not None:
-                nested = {
-                    "rank": leader["rank"],
-                    "model": {"name": leader["model"], "model_type": leader["model_type"]},
-                    "mean_task": leader["mean_task"],
-                    "total_params_b": leader["total_params_b"],
-                }
-            out.append({"min": lo, "max": hi, "leader": nested})
-        return out
 
 
 def check_buckets(
@@ -213,7 +174,8 @@ class TaskView:
     cells: pl.DataFrame
     benchmarks_of: Mapping[str, tuple[str, ...]]
 
-    def to_rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[dict[str, Any]]:
+        """``rank, model (name), score, subset_scores, benchmarks`` per model, ranked first."""
         nested: dict[str, dict[str, dict[str, float]]] = {}
         for model, split, subset, score in self.cells.iter_rows():
             nested.setdefault(model, {}).setdefault(subset, {})[split] = score
@@ -227,10 +189,6 @@ class TaskView:
             }
             for rank, model, score in self.frame.select("rank", "model", "score").iter_rows()
         ]
-
-    def rows(self) -> list[dict[str, Any]]:
-        """The same as ``to_rows``: ``rank, model (name), score, subset_scores, benchmarks``."""
-        return self.to_rows()
 
 
 def _scored(cells: pl.DataFrame, *, higher_is_better: bool = True) -> pl.DataFrame:
@@ -306,68 +264,6 @@ def task_view(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ModelView:
-    """One model's standing in every benchmark it appears in, by benchmark name."""
-
-    model: str
-    rows: tuple[dict[str, Any], ...]
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        return list(self.rows)
-
-
-def model_view(
-    snapshot: Snapshot, model: str, *, summaries: Mapping[str, BenchmarkSummary]
-) -> ModelView:
-    """The model's rank, means and per-type scores in each of ``summaries`` it appears in.
-
-    The caller passes (cached) summaries, so this costs one row lookup per benchmark.
-    Raises UnknownModel when the snapshot does not know the model.
-    """
-    if model not in snapshot.models:
-        raise UnknownModel(model)
-    out = []
-    for name in sorted(summaries):
-        summary = summaries[name]
-        found = summary.frame.filter(pl.col("model") == model)
-        if found.height == 0:
-            continue
-        row = found.row(0, named=True)
-        types = dict(
-            summary.type_scores.filter(pl.col("model") == model).select("type", "score").iter_rows()
-        )
-        out.append(
-            {
-                "benchmark_name": summary.benchmark,
-                "benchmark_display_name": summary.display_name,
-                "rank": row["rank"],
-                "total_models": summary.num_ranked,
-                "complete": row["complete"],
-                "mean_task": no_nan(row["mean_task"]),
-                "mean_task_type": no_nan(row["mean_task_type"]),
-                "zero_shot_pct": no_nan(row["zero_shot_pct"]),
-                "task_types": list(summary.task_types),
-                "scores_by_task_type": {t: no_nan(types.get(t)) for t in summary.task_types},
-            }
-        )
-    return ModelView(model=model, rows=tuple(out))
-
-
-def list_benchmark_names(snapshot: Snapshot, *, include_hidden: bool = True) -> list[str]:
-    """Benchmark names, sorted."""
-    return sorted(n for n, b in snapshot.benchmarks.items() if include_hidden or not b.hidden)
-
-
-def benchmark_task_types(snapshot: Snapshot, benchmark: str) -> tuple[str, ...]:
-    """The sorted task types of a benchmark's tasks (from the catalog, results or not)."""
-    info = get_benchmark(snapshot, benchmark)
-    types = {
-        (snapshot.tasks[e.task].type if e.task in snapshot.tasks else "Unknown") for e in info.tasks
-    }
-    return tuple(sorted(types))
-
-
 def task_model_counts(snapshot: Snapshot) -> dict[str, int]:
     """Task name -> number of models with at least one non-null score in it (sorted by task)."""
     counts = (
@@ -380,14 +276,3 @@ def task_model_counts(snapshot: Snapshot) -> dict[str, int]:
     )
     found = dict(counts.iter_rows())
     return {name: int(found.get(name, 0)) for name in snapshot.tasks}
-
-
-def benchmark_model_counts(
-    snapshot: Snapshot, *, index: ScoringIndex | None = None
-) -> dict[str, int]:
-    """Benchmark name -> number of models with any counted cell (the summary's row count)."""
-    out = {}
-    for name, info in snapshot.benchmarks.items():
-        rows = select_cells(snapshot, info, index=index).rows
-        out[name] = rows.get_column("model_name").n_unique() if rows.height else 0
-    return out

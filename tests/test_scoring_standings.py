@@ -1,4 +1,5 @@
-"""Views: languages (normalization, filter, per-language), leaders, task, model, counts."""
+"""Standings: languages (normalization, filter, per-language), leaders, task view, counts;
+the model page's standing rows."""
 
 from __future__ import annotations
 
@@ -7,20 +8,18 @@ from typing import Any
 import pytest
 
 from leaderboard_api.dataset.snapshot import Snapshot
+from leaderboard_api.resources import Views
 from leaderboard_api.scoring import (
     BadParameter,
     UnknownLanguage,
     UnknownModel,
     UnknownTask,
     available_languages,
-    benchmark_model_counts,
     benchmark_summary,
-    benchmark_task_types,
+    build_index,
     language_label,
     language_scores,
     leaders,
-    list_benchmark_names,
-    model_view,
     normalize_languages,
     task_model_counts,
     task_view,
@@ -120,8 +119,9 @@ def test_per_language_means_over_the_cells_a_model_has(multilingual: Snapshot) -
     assert got[("a", "deu")] == pytest.approx(((0.6 + 0.2) / 2, 2))
     assert got[("b", "eng")] == pytest.approx(((0.7 + 0.6) / 2, 2))
     assert ("b", "deu") not in got
-    rows = view.to_rows()
-    assert rows[1] == {"model_name": "b", "scores_by_language": {"eng": pytest.approx(0.65)}}
+    name, by_language = view.rows()[1]
+    assert name == "b"
+    assert by_language == {"eng": pytest.approx(0.65)}
     only = language_scores(multilingual, "B", languages=["deu"])
     assert only.languages == ("deu",)
 
@@ -144,32 +144,36 @@ def sized(make_snapshot: MakeSnapshot) -> Snapshot:
 
 
 def test_leaders_by_size_bucket(sized: Snapshot) -> None:
-    found = leaders(benchmark_summary(sized, "B")).to_rows()
-    assert [(b["min"], b["max"]) for b in found] == [
+    found = list(leaders(benchmark_summary(sized, "B")))
+    assert [(low, high) for low, high, _ in found] == [
         (0, 100),
         (100, 500),
         (500, 1000),
         (1000, 5000),
         (5000, None),
     ]
-    assert found[0]["leader"] == {
+    assert found[0][2] == {
         "rank": 2,
-        "model": {"name": "small", "model_type": None},
+        "model": "small",
+        "model_type": None,
         "mean_task": pytest.approx(0.7),
         "total_params_b": pytest.approx(0.08),
     }
     # The partial 300M model is not a leader; nameless (no size) is in no bucket.
-    assert found[1]["leader"] is None
-    assert found[3]["leader"]["model"]["name"] == "big"
-    assert found[4]["leader"] is None
+    assert found[1][2] is None
+    assert found[3][2] is not None
+    assert found[3][2]["model"] == "big"
+    assert found[4][2] is None
 
 
 def test_custom_and_bad_buckets(sized: Snapshot) -> None:
     summary = benchmark_summary(sized, "B")
-    (only,) = leaders(summary, buckets=[(0, None)]).to_rows()
-    assert only["leader"]["model"]["name"] == "small"
-    (small,) = leaders(summary, buckets=[(0, 60)]).to_rows()
-    assert small["leader"]["model"] == {"name": "tiny", "model_type": ["dense"]}
+    ((_, _, only),) = leaders(summary, buckets=[(0, None)])
+    assert only is not None
+    assert only["model"] == "small"
+    ((_, _, small),) = leaders(summary, buckets=[(0, 60)])
+    assert small is not None
+    assert (small["model"], small["model_type"]) == ("tiny", ["dense"])
     for bad in ([(10, 5)], [(-1, None)], [(None, 3)], [(1,)]):
         with pytest.raises(BadParameter):
             leaders(summary, buckets=bad)
@@ -206,7 +210,7 @@ def test_task_view_rows_cells_and_benchmarks(task_snapshot: Snapshot) -> None:
     view = task_view(task_snapshot, "T")
     assert view.benchmarks == ("All", "TestOnly")
     assert (view.splits, view.subsets) == (("dev", "test"), ("default", "x"))
-    rows = view.to_rows()
+    rows = view.rows()
     # Ranks are positions (missing scores last, by name); a subset counts its best split.
     assert [(r["rank"], r["model"]) for r in rows] == [(1, "a"), (2, "b"), (3, "c")]
     assert [r["score"] for r in rows[1:]] == [None, None]
@@ -218,7 +222,7 @@ def test_task_view_rows_cells_and_benchmarks(task_snapshot: Snapshot) -> None:
 
 
 def test_task_view_within_a_benchmark(task_snapshot: Snapshot) -> None:
-    rows = task_view(task_snapshot, "T", benchmark="TestOnly").to_rows()
+    rows = task_view(task_snapshot, "T", benchmark="TestOnly").rows()
     assert [(r["rank"], r["model"]) for r in rows] == [(1, "a"), (2, "b"), (3, "c")]
     assert rows[2]["score"] is None
     assert rows[1]["score"] == pytest.approx(0.2)
@@ -229,27 +233,27 @@ def test_task_view_within_a_benchmark(task_snapshot: Snapshot) -> None:
 def test_task_view_direction_and_unknown(task_snapshot: Snapshot) -> None:
     view = task_view(task_snapshot, "Lat")
     assert not view.higher_is_better
-    assert [r["model"] for r in view.to_rows()] == ["fast", "slow"]
+    assert [r["model"] for r in view.rows()] == ["fast", "slow"]
     with pytest.raises(UnknownTask, match="'Nope'"):
         task_view(task_snapshot, "Nope")
 
 
-# --- model view and catalog numbers -------------------------------------------------------
+# --- the model page's standing rows and catalog numbers --------------------------------------
 
 
-def test_model_view(task_snapshot: Snapshot) -> None:
-    summaries = {n: benchmark_summary(task_snapshot, n) for n in task_snapshot.benchmarks}
-    rows = model_view(task_snapshot, "b", summaries=summaries).to_rows()
-    assert [r["benchmark_name"] for r in rows] == ["All", "TestOnly"]
+def test_model_scores_rows(task_snapshot: Snapshot) -> None:
+    views = Views(task_snapshot)
+    rows = views.model_scores("b").rows
+    assert [r.benchmark_name for r in rows] == ["All", "TestOnly"]
     all_row, test_row = rows
-    assert (all_row["rank"], all_row["total_models"], all_row["complete"]) == (2, 3, False)
-    assert all_row["mean_task"] is None
-    assert (test_row["rank"], test_row["total_models"]) == (2, 3)
-    assert test_row["scores_by_task_type"] == {"Retrieval": pytest.approx(0.2)}
-    assert test_row["task_types"] == ["Retrieval"]
-    assert model_view(task_snapshot, "fast", summaries=summaries).to_rows()[0]["rank"] == 1
+    assert (all_row.rank, all_row.total_models, all_row.complete) == (2, 3, False)
+    assert all_row.mean_task is None
+    assert (test_row.rank, test_row.total_models) == (2, 3)
+    assert test_row.scores_by_task_type == {"Retrieval": pytest.approx(0.2)}
+    assert test_row.task_types == ["Retrieval"]
+    assert views.model_scores("fast").rows[0].rank == 1
     with pytest.raises(UnknownModel, match="'ghost'"):
-        model_view(task_snapshot, "ghost", summaries=summaries)
+        views.model_scores("ghost")
 
 
 def test_catalog_numbers(make_snapshot: MakeSnapshot) -> None:
@@ -264,26 +268,25 @@ def test_catalog_numbers(make_snapshot: MakeSnapshot) -> None:
         ],
     )
     assert task_model_counts(snap) == {"T": 1, "U": 1}
-    assert benchmark_model_counts(snap) == {"One": 1, "Secret": 1, "Two": 2}
-    assert list_benchmark_names(snap) == ["One", "Secret", "Two"]
-    assert list_benchmark_names(snap, include_hidden=False) == ["One", "Two"]
-    assert benchmark_task_types(snap, "Two") == ("Retrieval", "STS", "Unknown")
+    views = Views(snap)
+    listed = {b.name: b for b in views.benchmarks(include_hidden=True)}
+    assert {n: b.num_models for n, b in listed.items()} == {"One": 1, "Secret": 1, "Two": 2}
+    assert [b.name for b in views.benchmarks()] == ["One", "Two"]
+    assert listed["Two"].task_types == ["Retrieval", "STS", "Unknown"]
+    assert views.task("T").num_models == 1
 
 
-def test_api_layer_names(sized: Snapshot, multilingual: Snapshot) -> None:
-    from leaderboard_api.scoring import views as sv
-
-    summary = sv.benchmark_summary(sized, "B", index=sv.build_index(sized))
-    assert isinstance(summary, sv.Summary)
-    triples = list(sv.leaders(summary, ((0, 100), (5000, None))))
+def test_with_the_scoring_index(sized: Snapshot, multilingual: Snapshot) -> None:
+    summary = benchmark_summary(sized, "B", index=build_index(sized))
+    assert summary.frame.equals(benchmark_summary(sized, "B").frame)
+    triples = list(leaders(summary, ((0, 100), (5000, None))))
     assert triples[0][:2] == (0, 100)
     assert triples[0][2] is not None
     assert triples[0][2]["model"] == "small"
     assert triples[1] == (5000, None, None)
-    table = sv.per_language(multilingual, "B", index=sv.build_index(multilingual))
+    table = language_scores(multilingual, "B", index=build_index(multilingual))
     name, by_language = table.rows()[1]
     assert name == "b"
     assert by_language["eng"] == pytest.approx(0.65)
-    view = sv.task_view(sized, "T1", index=sv.build_index(sized))
-    assert view.rows() == view.to_rows()
-    assert sv.normalize_languages(["en"]) == ("eng",)
+    view = task_view(sized, "T1", index=build_index(sized))
+    assert view.rows() == task_view(sized, "T1").rows()
