@@ -43,6 +43,7 @@ fmt: $(VENV)/.dev-installed
 	$(BIN)/ruff check --fix .
 
 test: $(VENV)/.dev-installed chromium lint
+	bash scripts/ci-services.sh
 	$(BIN)/python -m pytest
 
 # schemathesis with every check and many examples, on the sample and the whole MTEB data

@@ -14,6 +14,17 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leaderboard_api import __version__
+from leaderboard_api.auth import (
+    Authenticator,
+    BasicUser,
+    ClientAddress,
+    HubSettings,
+    RateLimiter,
+    ReadAuth,
+    default_policies,
+    install_auth,
+)
+from leaderboard_api.auth.scopes import Identity
 from leaderboard_api.dataset.contract import CONTRACT_VERSION
 from leaderboard_api.lifecycle import reload_now, startup, watch
 from leaderboard_api.observability.logs import AccessLogMiddleware
@@ -103,6 +114,42 @@ def with_vary_origin(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes
     return out
 
 
+class StoreKeys:
+    """API keys of the operational store as the authenticator's ``KeyVerifier``."""
+
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    def verify(self, raw: str) -> Identity | None:
+        ops = self._state.ops
+        if ops is None:
+            return None
+        found = ops.keys.verify(raw)
+        if found is None:
+            return None
+        return Identity(name=found.name, kind="key", scopes=frozenset(found.scopes))
+
+
+def authenticator_for(settings: Settings, state: AppState) -> Authenticator:
+    token = settings.admin_token
+    return Authenticator(
+        StoreKeys(state),
+        admin_token=token.get_secret_value() if token is not None else None,
+        basic_users={
+            name: BasicUser(user.password.get_secret_value(), frozenset(user.scopes))
+            for name, user in settings.basic_users.items()
+        },
+        hub=HubSettings(
+            enabled=settings.hf_auth,
+            endpoint=settings.hf_auth_endpoint,
+            cache_seconds=settings.hf_auth_cache_seconds,
+            scopes=frozenset(settings.hf_auth_scopes),
+            timeout_seconds=settings.hf_auth_timeout_seconds,
+        ),
+        cache_seconds=settings.auth_cache_seconds,
+    )
+
+
 def create_app(settings: Settings | None = None) -> LeaderboardApp:
     """A new app with its own state, cache and routes; nothing is loaded until the lifespan."""
     settings = settings if settings is not None else Settings()
@@ -131,8 +178,24 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
             lambda loaded: metrics.set_snapshot(loaded.snapshot.id, loaded.snapshot.stats.rows)
         )
 
+    authenticator = authenticator_for(settings, state)
+    limiter = RateLimiter(
+        settings.rate_limit_storage.get_secret_value(),
+        strategy=settings.rate_limit_strategy,
+        policies=default_policies(
+            submissions=settings.rate_limit_submissions,
+            votes=settings.rate_limit_votes,
+            cold_builds=settings.rate_limit_cold_builds,
+        ),
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.state_url()
+        if url is not None:
+            from leaderboard_api.operational.repository import StateStore
+
+            state.ops = await asyncio.to_thread(StateStore.open, url)
         state.static.update(infra.builtin_payloads())
         state.static.update(infra.static_payloads(infra.static_dir()))
         state.spawn(startup(state))
@@ -145,6 +208,9 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
             for task in list(state.tasks):
                 task.cancel()
             await asyncio.gather(*state.tasks, return_exceptions=True)
+            await limiter.aclose()
+            if state.ops is not None:
+                state.ops.close()
             if state.tracing is not None:
                 state.tracing.shutdown()
 
@@ -159,6 +225,9 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
     )
     app.state.lb = state
     install_problem_handlers(app)
+    install_auth(
+        app, authenticator, limiter=limiter, client_address=ClientAddress(settings.trusted_proxies)
+    )
     generate = app.openapi
 
     def documented() -> dict[str, Any]:
@@ -171,12 +240,14 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
     app.include_router(infra.router)
     app.include_router(admin.router)
     app.include_router(icon.router)
+    # Before v1: its /v1/models/{name:path} would take /v1/models/{name}/votes.
     app.include_router(v1.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "HEAD"],
+            allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
             expose_headers=["ETag", "Last-Modified", "Content-Length"],
             max_age=600,
         )
@@ -187,6 +258,9 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
             inner, find=state.stored_key, load=state.load_stored, origin_headers=origin_headers
         )
     outer: ASGIApp = FastPath(inner, lookup=state.lookup, origin_headers=origin_headers)
+    if settings.read_auth:
+        # Before the fast path: a payload answers nobody who may not read it.
+        outer = ReadAuth(outer, authenticator=authenticator)
     if settings.cors_origins and "*" not in settings.cors_origins:
         outer = VaryOrigin(outer)
     # Outermost first: metrics see everything (fast path included), then tracing, then

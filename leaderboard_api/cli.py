@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from leaderboard_api.dataset.contract import DatasetError
+from leaderboard_api.operational import cli as operational_cli
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(export)
     export.add_argument("out", help="output directory")
     export.set_defaults(func=_cmd_export)
+    operational_cli.add_parser(sub)
     return parser
 
 

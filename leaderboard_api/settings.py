@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -15,6 +15,17 @@ MIN_ADMIN_TOKEN_LENGTH = 16
 
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "leaderboard-api"
+
+
+class BasicUserSetting(BaseModel):
+    """One user of the ``basic_users`` setting."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    password: SecretStr = Field(
+        description="A pbkdf2_sha256$... hash (leaderboard_api.auth.hash_password) or the "
+        "plain password."
+    )
+    scopes: list[str] = Field(default_factory=list, description="Scopes granted.")
 
 
 class Settings(BaseSettings):
@@ -77,6 +88,70 @@ class Settings(BaseSettings):
         description="Bearer token for POST /admin/reload (at least 16 characters, no "
         "surrounding spaces); unset or empty disables it.",
     )
+    state: str | None = Field(
+        default=None,
+        description="Operational state (submissions, votes, API keys, audit): a SQLAlchemy "
+        "URL, e.g. postgresql+psycopg://... for several replicas; unset: a SQLite file under "
+        "the user's data directory; `none` turns the write side off.",
+    )
+    read_auth: bool = Field(
+        default=False,
+        description="Every /v1 and compatibility read needs credentials with the read scope; "
+        "answers are then Cache-Control: private with Vary: Authorization.",
+    )
+    auth_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Seconds one credential's verification (identity or refusal) is reused; a "
+        "revoked API key keeps working that long.",
+    )
+    hf_auth: bool = Field(
+        default=False,
+        description="Accept Hugging Face tokens (Bearer hf_...), verified by the Hub's whoami.",
+    )
+    hf_auth_endpoint: str = Field(
+        default="https://huggingface.co",
+        description="Hub whose /api/whoami-v2 verifies Hugging Face tokens.",
+    )
+    hf_auth_cache_seconds: float = Field(
+        default=300.0, ge=0, description="Seconds a Hub whoami answer is reused."
+    )
+    hf_auth_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time limit of one whoami call (then 503)."
+    )
+    hf_auth_scopes: CommaList = Field(
+        default_factory=lambda: ["submit", "vote"],
+        description="Comma-separated scopes of every verified Hugging Face user.",
+    )
+    basic_users: dict[str, BasicUserSetting] = Field(
+        default_factory=dict,
+        description='JSON {"user": {"password": "...", "scopes": ["submit"]}}: HTTP Basic '
+        "users (the LLM Bench API's clients).",
+    )
+    rate_limit_storage: SecretStr = Field(
+        default=SecretStr("memory://"),
+        description="Rate-limit counters: memory:// (one process) or redis://HOST:PORT/DB "
+        "shared by replicas.",
+    )
+    rate_limit_strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = Field(
+        default="moving-window", description="How the limits library counts."
+    )
+    rate_limit_submissions: str = Field(
+        default="10/day", description="Submissions per identity (empty: unlimited)."
+    )
+    rate_limit_votes: str = Field(
+        default="100/hour", description="Votes per identity (empty: unlimited)."
+    )
+    rate_limit_cold_builds: str = Field(
+        default="30/minute",
+        description="Parameterized reads built on demand, per client address (empty: unlimited).",
+    )
+    trusted_proxies: CommaList = Field(
+        default_factory=list,
+        description="Comma-separated proxy addresses or networks whose X-Forwarded-For is "
+        "believed (`*`: any); empty: the peer address counts.",
+    )
     icon_allowed_hosts: CommaList = Field(
         default_factory=lambda: [
             "github.com",
@@ -95,7 +170,9 @@ class Settings(BaseSettings):
     )
     metrics: bool = Field(default=True, description="Serve /metrics and count requests.")
 
-    @field_validator("cors_origins", "icon_allowed_hosts", mode="before")
+    @field_validator(
+        "cors_origins", "icon_allowed_hosts", "hf_auth_scopes", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -122,6 +199,14 @@ class Settings(BaseSettings):
             msg = f"admin_token must be at least {MIN_ADMIN_TOKEN_LENGTH} characters"
             raise ValueError(msg)
         return value
+
+    def state_url(self) -> str | None:
+        """The operational store's URL (None: the write side is off)."""
+        if self.state is not None and self.state.strip().lower() in ("", "none", "off"):
+            return None
+        from leaderboard_api.operational.db import resolve_url
+
+        return resolve_url(self.state)
 
     def effective_watch_seconds(self) -> float | None:
         if self.watch_seconds is not None:

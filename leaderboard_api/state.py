@@ -36,6 +36,7 @@ from leaderboard_api.settings import Settings
 if TYPE_CHECKING:
     from leaderboard_api.observability.metrics import Metrics
     from leaderboard_api.observability.tracing import TracingHandle
+    from leaderboard_api.operational.repository import StateStore
     from leaderboard_api.resources import Views
 
 RawKey = tuple[str, bytes]
@@ -102,6 +103,8 @@ class AppState:
     cache: PayloadCache
     #: Built payloads on disk by content key (None without a cache directory).
     store: PayloadStore | None = None
+    #: Submissions, votes, API keys and the audit log (None: the write side is off).
+    ops: StateStore | None = None
     loaded: Loaded | None = None
     routing: Routing = field(default_factory=Routing)
     ready: bool = False

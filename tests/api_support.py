@@ -30,7 +30,7 @@ def copy_sample(dest: Path) -> Path:
 
 
 def settings(**overrides: Any) -> Settings:
-    base: dict[str, Any] = {"cache_dir": None}
+    base: dict[str, Any] = {"cache_dir": None, "state": "none"}
     base.update(overrides)
     return Settings(**base)
 

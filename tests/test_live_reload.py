@@ -38,9 +38,10 @@ def etag_matches_body(etag: str, body: bytes) -> bool:
 async def test_admin_token_rules(tmp_path: Path) -> None:
     data = copy_sample(tmp_path / "data")
     async with running(create_app(settings(data=str(data)))) as client:
-        disabled = await client.post("/admin/reload")
-        assert disabled.status_code == 404
-        assert disabled.headers["content-type"] == "application/problem+json"
+        # No admin token and no key with the admin scope: nobody may reload.
+        refused = await client.post("/admin/reload", headers=AUTH)
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
     app = create_app(settings(data=str(data), admin_token=TOKEN))
     async with running(app) as client:
         missing = await client.post("/admin/reload")
@@ -50,7 +51,8 @@ async def test_admin_token_rules(tmp_path: Path) -> None:
         basic = await client.post("/admin/reload", headers={"authorization": "Basic eDp5"})
         assert basic.status_code == 401
         wrong = await client.post("/admin/reload", headers={"authorization": "Bearer nope"})
-        assert wrong.status_code == 403
+        assert wrong.status_code == 401
+        assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
         ok = await client.post("/admin/reload", headers=AUTH)
         assert ok.status_code == 200
         assert ok.json()["result"] == "unchanged"
