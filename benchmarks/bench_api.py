@@ -105,11 +105,15 @@ def process(
 def wait_warm(ready_url: str, *, timeout: float) -> float:
     """Wait until every unparameterized route is built (so warmup does not share the core)."""
     started = time.perf_counter()
-    while not httpx.get(ready_url, timeout=5).json().get("warmupComplete"):
+    while True:
+        try:
+            if httpx.get(ready_url, timeout=30).json().get("warmupComplete"):
+                return time.perf_counter() - started
+        except httpx.TimeoutException:
+            pass  # the warmup can starve the loop on a busy machine: ask again
         if time.perf_counter() - started > timeout:
             raise TimeoutError("warmup did not complete")
         time.sleep(0.5)
-    return time.perf_counter() - started
 
 
 def scenario_headers(etag: str) -> dict[str, dict[str, str]]:
@@ -261,6 +265,7 @@ def main() -> None:
         pids = {"service": proc.pid, "bare": bare_proc.pid}
         check_parity(urls["service"], urls["bare"], etag)
         headers = scenario_headers(etag)
+        load_before = os.getloadavg()[0]
         for round_index in range(args.rounds):
             order = ("service", "bare") if round_index % 2 == 0 else ("bare", "service")
             for name in SCENARIOS:
@@ -274,6 +279,7 @@ def main() -> None:
                     )
                     runs[who].setdefault(name, []).append(measured)
         check_parity(urls["service"], urls["bare"], etag)
+        load_after = os.getloadavg()[0]
         rss = rss_mb(proc.pid)
     lines += [
         f"- data: `{args.data}` ({status.get('warmed', '?')} payloads warm); service ready "
@@ -287,6 +293,8 @@ def main() -> None:
         "- bare app: `benchmarks/bare_app.py` replaying the service's recorded responses "
         "(identical status, headers and bytes, checked before and after), with minimal "
         "If-None-Match / Accept-Encoding parsing and none of the service's code",
+        f"- machine load (1-minute load average on {os.cpu_count()} cores) before / after "
+        f"the runs: {load_before:.1f} / {load_after:.1f}",
     ]
     if args.note:
         lines.append(f"- {args.note}")

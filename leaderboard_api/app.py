@@ -33,10 +33,11 @@ from leaderboard_api.observability.routes import RouteTemplates
 from leaderboard_api.observability.tracing import TracingMiddleware, setup_tracing
 from leaderboard_api.payloads import TEMPLATES
 from leaderboard_api.problems import install_problem_handlers
-from leaderboard_api.routes import admin, icon, infra, openapi_docs, v1
+from leaderboard_api.routes import admin, icon, infra, openapi_docs, openllm, queue, v1
 from leaderboard_api.serving.cache import PayloadCache
 from leaderboard_api.serving.fallback import StoreFallback
 from leaderboard_api.serving.fastpath import FastPath, OriginHeaders
+from leaderboard_api.serving.scheduler import BuildScheduler
 from leaderboard_api.serving.store import PayloadStore
 from leaderboard_api.settings import Settings
 from leaderboard_api.state import AppState
@@ -114,6 +115,21 @@ def with_vary_origin(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes
     return out
 
 
+class RequestCount:
+    """Counts HTTP requests: the build scheduler's load signal when metrics are off."""
+
+    __slots__ = ("app", "count")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.count = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.count += 1
+        await self.app(scope, receive, send)
+
+
 class StoreKeys:
     """API keys of the operational store as the authenticator's ``KeyVerifier``."""
 
@@ -154,10 +170,26 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
     """A new app with its own state, cache and routes; nothing is loaded until the lifespan."""
     settings = settings if settings is not None else Settings()
     metrics = Metrics() if settings.metrics else None
+    counter: RequestCount | None = None
+
+    def pressure() -> int:
+        if metrics is not None:
+            return metrics.requests_total()
+        return counter.count if counter is not None else 0
+
+    scheduler = BuildScheduler(
+        max_running=settings.build_concurrency,
+        max_waiting=settings.build_queue,
+        max_wait=settings.build_max_wait_seconds,
+        busy_rate=settings.build_busy_rate,
+        busy_share=settings.build_busy_share,
+        pressure=pressure,
+    )
     cache = PayloadCache(
         max_entries=settings.lru_max_entries,
         max_bytes=settings.lru_max_bytes,
         on_event=metrics.cache_event if metrics is not None else None,
+        scheduler=scheduler,
     )
     store = None
     if settings.cache_dir is not None and settings.payload_store_bytes > 0:
@@ -205,6 +237,7 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
         try:
             yield
         finally:
+            scheduler.close()
             for task in list(state.tasks):
                 task.cancel()
             await asyncio.gather(*state.tasks, return_exceptions=True)
@@ -241,6 +274,8 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
     app.include_router(admin.router)
     app.include_router(icon.router)
     # Before v1: its /v1/models/{name:path} would take /v1/models/{name}/votes.
+    app.include_router(queue.router)
+    app.include_router(openllm.router)
     app.include_router(v1.router)
     if settings.cors_origins:
         app.add_middleware(
@@ -275,11 +310,16 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
         )
     static_paths = [path for path, _ in infra.static_files(infra.static_dir())]
     static_paths += infra.BUILTIN_PATHS
-    templates = RouteTemplates([*ROOT_TEMPLATES, *TEMPLATES, *static_paths])
+    templates = RouteTemplates(
+        [*ROOT_TEMPLATES, *TEMPLATES, *queue.TEMPLATES, *openllm.TEMPLATES, *static_paths]
+    )
     if state.tracing is not None:
         outer = TracingMiddleware(outer, handle=state.tracing, templates=templates)
     if state.metrics is not None:
         outer = MetricsMiddleware(outer, metrics=state.metrics, templates=templates)
+    if metrics is None:
+        counter = RequestCount(outer)
+        outer = counter
     app.outer = outer
     return app
 

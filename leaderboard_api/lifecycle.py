@@ -36,6 +36,7 @@ from leaderboard_api.payloads import ROUTES, WarmItem, builder, fingerprint_of, 
 from leaderboard_api.resources import Views
 from leaderboard_api.scoring.errors import ScoringError
 from leaderboard_api.serving.payload import Payload
+from leaderboard_api.serving.scheduler import BuildCancelled
 from leaderboard_api.settings import Settings
 from leaderboard_api.state import AppState, BoundedKeys, Loaded, ReloadOutcome, Routing
 
@@ -134,16 +135,24 @@ async def preload(state: AppState, source: ResolvedSource) -> int:
 
 def _prepare(state: AppState, source: ResolvedSource, generation: int) -> Loaded:
     """Blocking: the snapshot (from the disk cache when possible), its views, fingerprints."""
-    snapshot = load_snapshot(source, cache_dir=state.settings.cache_dir)
+    # The snapshot being served is the base: only the files that changed are read again.
+    previous = state.loaded.snapshot if state.loaded is not None else None
+    snapshot = load_snapshot(source, cache_dir=state.settings.cache_dir, previous=previous)
     views = Views(snapshot)
     fingerprints = compute(snapshot, cache_control=state.settings.cache_control)
     return Loaded(snapshot=snapshot, views=views, fingerprints=fingerprints, generation=generation)
 
 
 async def _payloads(
-    state: AppState, loaded: Loaded, items: Iterable[WarmItem], *, pin: bool | None = None
+    state: AppState,
+    loaded: Loaded,
+    items: Iterable[WarmItem],
+    *,
+    pin: bool | None = None,
+    background: bool = True,
 ) -> dict[str, Payload]:
-    """The payload of every item: cached, read from the store or built (bounded concurrency)."""
+    """The payload of every item: cached, read from the store or built (bounded concurrency;
+    ``background`` builds are paced by the scheduler while requests flow)."""
     semaphore = asyncio.Semaphore(state.settings.warmup_concurrency)
     out: dict[str, Payload] = {}
 
@@ -158,7 +167,11 @@ async def _payloads(
             build = builder(state, loaded, item.spec, item.name, None, item.key)
             keep = _in_memory(state, item) if pin is None else pin
             try:
-                out[item.key] = await state.cache.get_or_build(item.key, build, pin=keep)
+                out[item.key] = await state.cache.get_or_build(
+                    item.key, build, pin=keep, background=background
+                )
+            except BuildCancelled:
+                return  # superseded by a newer load, or shutting down
             except (ScoringError, DatasetError) as exc:
                 log.warning("warmup skipped %s: %s", item.paths[0], exc)
             except Exception:
@@ -279,7 +292,9 @@ async def load_and_warm(state: AppState, *, initial: bool = False) -> ReloadOutc
                 first = []
             builds_before = state.cache.stats.builds
             with state.span("warmup", phase="ready", payloads=len(first)):
-                ready = await _payloads(state, loaded, first, pin=True)
+                # What /ready and the swap wait for is built first (not paced): a reload
+                # under load still serves new numbers in seconds.
+                ready = await _payloads(state, loaded, first, pin=True, background=initial)
             built = state.cache.stats.builds - builds_before
         except (DatasetError, OSError) as exc:
             return _failed(state, exc, previous, started, initial=initial)

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from leaderboard_api.scoring.errors import BadParameter, ScoringError
+from leaderboard_api.serving.scheduler import Overloaded
 from leaderboard_api.state import NotReady
 
 PROBLEM_TYPE = "application/problem+json"
@@ -122,3 +123,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ScoringError, scoring_error)
     app.add_exception_handler(NotReady, not_ready)
+
+    async def overloaded(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Overloaded)
+        return problem(
+            503,
+            detail="too many new filter combinations are being computed; retry later",
+            instance=request.url.path,
+            headers={"retry-after": str(exc.retry_after)},
+        )
+
+    app.add_exception_handler(Overloaded, overloaded)

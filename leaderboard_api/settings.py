@@ -76,6 +76,28 @@ class Settings(BaseSettings):
     warmup_concurrency: int = Field(
         default=2, ge=1, le=64, description="Payload builds running at once during warmup."
     )
+    build_concurrency: int = Field(
+        default=2, ge=1, le=16, description="Payload builds at once when idle (one under load)."
+    )
+    build_queue: int = Field(
+        default=16,
+        ge=1,
+        description="Cold builds a client waits for that may queue; the next gets 503 with "
+        "Retry-After.",
+    )
+    build_max_wait_seconds: float = Field(
+        default=30.0, ge=0, description="Longest estimated wait a cold request is queued for."
+    )
+    build_busy_rate: float = Field(
+        default=200.0, ge=0, description="Requests per second from which builds are paced."
+    )
+    build_busy_share: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Share of one core builds may use while requests flow (under a CPU quota "
+        "of q cores, about 0.1 x q).",
+    )
     warmup: bool = Field(default=True, description="Preload every unparameterized route.")
     watch_seconds: float | None = Field(
         default=None,
@@ -93,6 +115,16 @@ class Settings(BaseSettings):
         description="Operational state (submissions, votes, API keys, audit): a SQLAlchemy "
         "URL, e.g. postgresql+psycopg://... for several replicas; unset: a SQLite file under "
         "the user's data directory; `none` turns the write side off.",
+    )
+    submission_allow: CommaList = Field(
+        default_factory=list,
+        description="fnmatch patterns (comma-separated, e.g. `myorg/*`) of models that may be "
+        "submitted besides the served dataset's models.",
+    )
+    submission_check_hub: bool = Field(
+        default=False,
+        description="Also accept submissions of models that exist on the Hub (model_info "
+        "against hf_auth_endpoint).",
     )
     read_auth: bool = Field(
         default=False,
@@ -171,7 +203,12 @@ class Settings(BaseSettings):
     metrics: bool = Field(default=True, description="Serve /metrics and count requests.")
 
     @field_validator(
-        "cors_origins", "icon_allowed_hosts", "hf_auth_scopes", "trusted_proxies", mode="before"
+        "cors_origins",
+        "icon_allowed_hosts",
+        "hf_auth_scopes",
+        "trusted_proxies",
+        "submission_allow",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:

@@ -494,11 +494,23 @@ def test_cache_entry_is_written_atomically(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     snap = load_snapshot(source, cache_dir=cache)
     entry = cache_entry(cache, snap.id)
-    assert sorted(p.name for p in cache.iterdir()) == [entry.name]
-    assert sorted(p.name for p in entry.iterdir()) == ["catalog.json", "results.parquet"]
+    assert sorted(p.name for p in cache.iterdir()) == sorted([entry.name, "latest", "layers"])
+    assert sorted(p.name for p in entry.iterdir()) == [
+        "catalog.json",
+        "index.json",
+        "pair_counts.parquet",
+        "results.parquet",
+    ]
+    (layer,) = (cache / "layers").iterdir()
+    assert sorted(p.name for p in layer.iterdir()) == [
+        "candidates.parquet",
+        "layer.json",
+        "pairs.parquet",
+    ]
     # Writing again is a no-op that leaves nothing behind.
     assert write_cache(snap, cache) == entry
-    assert sorted(p.name for p in cache.iterdir()) == [entry.name]
+    assert sorted(p.name for p in cache.iterdir()) == sorted([entry.name, "latest", "layers"])
+    assert len(list((cache / "layers").iterdir())) == 1
 
 
 @pytest.mark.parametrize(
@@ -531,7 +543,8 @@ def test_corrupt_cache_entry_is_ignored_and_rebuilt(
     rebuilt = read_cache(cache, source)
     assert rebuilt is not None
     assert_same_snapshot(first, rebuilt)
-    assert sorted(p.name for p in cache.iterdir()) == [entry.name]
+    assert sorted(p.name for p in cache.iterdir()) == sorted([entry.name, "latest", "layers"])
+    assert not list(cache.glob(".*")), "a temporary or discarded folder was left behind"
 
 
 # --- determinism and the sample ----------------------------------------------------------

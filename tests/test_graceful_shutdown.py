@@ -1,7 +1,10 @@
-"""SIGTERM: the server stops accepting, finishes the responses in flight, and exits 0."""
+"""SIGTERM: the server stops accepting, finishes the responses in flight, and exits 0.
+
+The last tests drive :class:`~leaderboard_api.draining.Drain` directly, without a server."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -11,13 +14,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+from fastapi import FastAPI
+
+from leaderboard_api.draining import RETRY_AFTER, Drain
+from leaderboard_api.observability.metrics import Metrics, MetricsMiddleware, render_metrics
+from leaderboard_api.observability.routes import RouteTemplates
+from leaderboard_api.serving.fastpath import FastPath
+from leaderboard_api.serving.payload import Payload
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -342,3 +354,218 @@ def test_requests_that_cannot_finish_in_the_grace_period_end_cleanly(tmp_path: P
     for bad in ("Traceback", "CancelledError", "Exception in ASGI", "without completing"):
         assert bad not in text, text[-3000:]
     assert "answered 503" in text
+
+
+# The drain on its own: a fake server cycle, no sockets, no clock (a deadline of zero
+# seconds expires on the next turn of the event loop).
+
+Message = MutableMapping[str, Any]
+
+
+class Cycle:
+    """What the drain sees of a server's request cycle: a bound ``send`` and its flag."""
+
+    def __init__(self, *, hold: asyncio.Event | None = None) -> None:
+        self.messages: list[Message] = []
+        self.disconnected = False
+        self.hold = hold  # the client reads nothing until it is set
+
+    async def send(self, message: Message) -> None:
+        if self.hold is not None:
+            await self.hold.wait()
+        if not self.disconnected:
+            self.messages.append(message)
+
+
+def http_scope(path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"accept-encoding", b"identity")],
+    }
+
+
+async def receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def start(drain: Drain, scope: dict[str, Any], send: Any) -> asyncio.Task[None]:
+    """One request through ``drain`` as a task of its own (as a server runs it)."""
+
+    async def run() -> None:
+        await drain(scope, receive, send)
+
+    return asyncio.create_task(run())
+
+
+async def settle() -> None:
+    """Let every task that can run, run (and a zero-second deadline expire)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def assert_shutdown_503(messages: list[Message], path: str) -> None:
+    start, body = messages
+    assert start["status"] == 503
+    headers = dict(start["headers"])
+    assert headers[b"content-type"] == b"application/problem+json"
+    assert headers[b"retry-after"] == RETRY_AFTER.encode()
+    assert headers[b"connection"] == b"close"
+    problem = json.loads(body["body"])
+    assert problem["status"] == 503
+    assert problem["instance"] == path
+
+
+async def test_a_request_still_waiting_at_the_deadline_is_answered_503() -> None:
+    entered = asyncio.Event()
+
+    async def stuck(scope: Any, receive: Any, send: Any) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # an upstream that never answers
+
+    drain = Drain(stuck)
+    cycle = Cycle()
+    task = start(drain, http_scope("/v1/icon/x"), cycle.send)
+    await entered.wait()
+    assert drain.waiting == 1
+    drain.begin(within=0)
+    await task
+    assert not task.cancelled()
+    assert task.cancelling() == 0  # the cancellation was ours, and is undone
+    assert_shutdown_503(cycle.messages, "/v1/icon/x")
+    assert drain.cut_short == 1
+    assert drain.waiting == 0
+
+    # After the deadline a request is answered at once, its handler never run.
+    late = Cycle()
+    entered.clear()
+    await drain(http_scope("/v1/icon/y"), receive, late.send)
+    assert not entered.is_set()
+    assert_shutdown_503(late.messages, "/v1/icon/y")
+    assert drain.cut_short == 2
+
+
+async def test_a_started_response_is_not_cut_and_is_abandoned_at_close() -> None:
+    release = asyncio.Event()
+
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"late"})
+
+    drain = Drain(streaming)
+    cycle = Cycle()
+    task = start(drain, http_scope("/slow"), cycle.send)
+    await settle()
+    drain.begin(within=0)
+    await settle()
+    assert not task.done()  # not cancelled: its response has started
+    assert drain.cut_short == 0
+    assert drain.abandon_started() == 1
+    assert cycle.disconnected
+    release.set()
+    await task
+    assert [m["type"] for m in cycle.messages] == ["http.response.start"]
+
+
+async def test_other_exceptions_and_foreign_cancellations_pass_through() -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await Drain(failing)(http_scope("/x"), receive, Cycle().send)
+
+    entered = asyncio.Event()
+
+    async def stuck(scope: Any, receive: Any, send: Any) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    drain = Drain(stuck)
+    task = start(drain, http_scope("/x"), Cycle().send)
+    await entered.wait()
+    task.cancel()  # not the drain's: it propagates
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert drain.cut_short == 0
+    assert drain.waiting == 0
+
+
+def fast_payload() -> Payload:
+    return Payload.build(
+        b'{"rows": []}' * 40,
+        media_type="application/json",
+        last_modified=datetime(2024, 5, 1, tzinfo=UTC),
+        cache_control="no-cache",
+    )
+
+
+async def test_guarded_routes_leave_the_fast_path_untracked_and_count_the_503() -> None:
+    """Wired as the server wires it: metrics, the fast path, then the framework, with the
+    drain's guard around the framework's routes only."""
+    entered = asyncio.Event()
+    framework = FastAPI()
+
+    @framework.get("/v1/icon/{name}")
+    async def icon(name: str) -> dict[str, str]:
+        entered.set()
+        await asyncio.Event().wait()
+        return {"name": name}
+
+    payload = fast_payload()
+    metrics = Metrics(process_metrics=False)
+    fast = FastPath(framework, lookup=lambda path, query: payload if path == "/v1/fast" else None)
+    outer = MetricsMiddleware(
+        fast, metrics=metrics, templates=RouteTemplates(["/v1/fast", "/v1/icon/{name}"])
+    )
+    drain = Drain(framework, http=outer)
+    drain.guard_routes(framework)
+
+    # The lifespan goes to the framework (which builds its middleware stack, guard included).
+    lifespan: asyncio.Queue[Message] = asyncio.Queue()
+    await lifespan.put({"type": "lifespan.startup"})
+    sent: list[Message] = []
+
+    async def lifespan_send(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == "lifespan.startup.complete":
+            await lifespan.put({"type": "lifespan.shutdown"})
+
+    await drain({"type": "lifespan", "asgi": {"version": "3.0"}}, lifespan.get, lifespan_send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+    # A fast-path answer whose client reads slowly: in flight, but nothing to cut.
+    hold = asyncio.Event()
+    slow_reader = Cycle(hold=hold)
+    fast_task = start(drain, http_scope("/v1/fast"), slow_reader.send)
+    await settle()
+    assert drain.waiting == 0
+
+    # A route waiting on its upstream: guarded.
+    waiting = Cycle()
+    route_task = start(drain, http_scope("/v1/icon/a"), waiting.send)
+    await entered.wait()
+    assert drain.waiting == 1
+
+    drain.begin(within=0)
+    await route_task
+    assert_shutdown_503(waiting.messages, "/v1/icon/a")
+    # Still writing: the drain cuts nothing and keeps no record of it (the server finds
+    # and abandons such responses through its own request tasks).
+    assert not fast_task.done()
+    assert drain.abandon_started() == 0
+    hold.set()
+    await fast_task
+    assert [m["type"] for m in slow_reader.messages] == [
+        "http.response.start",
+        "http.response.body",
+    ]
+    assert drain.cut_short == 1
+    assert drain.waiting == 0
+
+    text = render_metrics(metrics)[0].decode()
+    assert 'http_requests_total{method="GET",route="/v1/icon/{name}",status="503"} 1.0' in text
+    assert 'route="/v1/fast",status="200"} 1.0' in text

@@ -399,3 +399,5 @@ def test_fast_path_answers_are_counted_without_wrapping_send() -> None:
     assert _get(samples, "http_response_size_bytes_count", route="/v1/fast") == 7
     assert _get(samples, "http_response_size_bytes_sum", route="/v1/fast") == sent
     assert _get(samples, "http_requests_in_flight") == 1  # the scrape itself
+    # Everything above, the scrape included (it has finished by now).
+    assert metrics.requests_total() == 4 + 1 + 1 + 1 + 1 + 1

@@ -79,11 +79,12 @@ def key_hash(columns: list[str], schema: pl.Schema) -> pl.Expr:
     return expr
 
 
-def _version_ordinals(results: pl.DataFrame) -> pl.DataFrame:
-    """``__version`` (String) -> ``__vord`` (larger is newer) for the versions present that
-    read as versions (other text records no version, as MTEB reads it)."""
+def _version_ordinals(results: pl.DataFrame, dtype: pl.DataType) -> pl.DataFrame:
+    """``__version`` (as ``dtype``) -> ``__vord`` (larger is newer) for the versions present
+    that read as versions (other text records no version, as MTEB reads it)."""
+    # Distinct values first: casting a million categorical rows to text costs far more.
     present = (
-        results.select(pl.col(VERSION_COLUMN).cast(pl.String).drop_nulls().unique())
+        results.select(pl.col(VERSION_COLUMN).drop_nulls().unique().cast(pl.String))
         .to_series()
         .to_list()
     )
@@ -91,7 +92,7 @@ def _version_ordinals(results: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(
         {"__version": versions, "__vord": list(range(len(versions)))},
         schema={"__version": pl.String, "__vord": pl.Int64},
-    )
+    ).with_columns(pl.col("__version").cast(dtype))
 
 
 def resolve_revisions(
@@ -109,9 +110,14 @@ def resolve_revisions(
         revisions = revisions.with_columns(results.get_column("score").is_not_null().alias("__ok"))
         has_version = VERSION_COLUMN in results.columns
         if has_version:
-            revisions = revisions.with_columns(
-                results.get_column(VERSION_COLUMN).cast(pl.String).alias("__version")
-            ).join(_version_ordinals(results), on="__version", how="left")
+            # Joined on the categorical codes when the column is categorical (it is after
+            # validation): no million-row cast to text.
+            version = results.get_column(VERSION_COLUMN)
+            if version.dtype != pl.Categorical:
+                version = version.cast(pl.String)
+            revisions = revisions.with_columns(version.alias("__version")).join(
+                _version_ordinals(results, version.dtype), on="__version", how="left"
+            )
         else:
             revisions = revisions.with_columns(pl.lit(None, dtype=pl.Int64).alias("__vord"))
         stats = revisions.group_by("__key").agg(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
 
@@ -21,6 +21,9 @@ from leaderboard_api.dataset.contract import (
 )
 from leaderboard_api.dataset.metric_store import MetricStore
 from leaderboard_api.dataset.revisions import resolve_revisions
+
+if TYPE_CHECKING:
+    from leaderboard_api.dataset.file_index import FileIndex
 
 T = TypeVar("T")
 
@@ -64,6 +67,9 @@ class Snapshot:
     stats_files: Mapping[str, str] = field(default_factory=dict)
     #: Where the dataset's files are (descriptive statistics are read from there on demand).
     root: str | None = None
+    #: Which results files this snapshot was built from and where their rows are kept:
+    #: what an incremental load (``load_snapshot(..., previous=...)``) starts from.
+    file_index: FileIndex | None = field(default=None, repr=False)
     _derived: dict[str, object] = field(default_factory=dict, repr=False)
 
     def derived(self, key: str, make: Callable[[Snapshot], T]) -> T:

@@ -55,7 +55,7 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leaderboard_api.observability.routes import RouteTemplates, app_path
+from leaderboard_api.observability.routes import RouteTemplates
 from leaderboard_api.serving.fastpath import FastPath
 
 __all__ = [
@@ -186,6 +186,9 @@ class Metrics:
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._durations: dict[tuple[str, str], _Hist] = {}
         self._cache_counts: dict[tuple[str, str], int] = {}
+        #: Cache hits by layer: the event of every fast-path request, kept apart from
+        #: ``_cache_counts`` so that counting one builds no key.
+        self._cache_hits: dict[str, int] = {}
         self._cache_reader: Callable[[], CacheSizes] | None = None
         self._snapshot: str | None = None
         reg = self.registry
@@ -231,12 +234,21 @@ class Metrics:
         series = self._series[(method, route, status)] = _Series(duration)
         return series
 
+    def requests_total(self) -> int:
+        """HTTP requests counted so far (fast path included): the build scheduler's load
+        signal."""
+        return sum(series.count for series in list(self._series.values()))
+
     def cache_event(self, layer: str, result: str) -> None:
         """Count a cache event; fits ``PayloadCache(on_event=...)`` (event loop thread only).
 
         ``hit``, ``miss`` and ``coalesced`` go to ``leaderboard_cache_requests_total``;
         other events (``evicted``, ``error``, ``oversize``) to ``leaderboard_cache_events_total``.
         """
+        if result == "hit":
+            hits = self._cache_hits
+            hits[layer] = hits.get(layer, 0) + 1
+            return
         key = (layer, result)
         self._cache_counts[key] = self._cache_counts.get(key, 0) + 1
 
@@ -309,6 +321,8 @@ class Metrics:
             "leaderboard_cache_events", "Payload cache evictions, build errors, oversize.",
             labels=["layer", "event"],
         )  # fmt: skip
+        for layer, count in list(self._cache_hits.items()):
+            lookups.add_metric([layer, "hit"], count)
         for (layer, result), count in list(self._cache_counts.items()):
             family = lookups if result in _CACHE_REQUEST_RESULTS else events
             family.add_metric([layer, result], count)
@@ -399,11 +413,13 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        path = app_path(scope)
-        if path in self._exclude:
+        path: str = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):  # app_path, inlined
+            path = path[len(root) :]
+        if self._exclude and path in self._exclude:
             await self._app(scope, receive, send)
             return
-        metrics = self._metrics
         start = perf_counter()
         prebuilt = self._prebuilt
         if prebuilt is not None:
@@ -414,6 +430,7 @@ class MetricsMiddleware:
                 raise
             if found is not None:
                 status, headers, body = found
+                metrics = self._metrics
                 size = 0
                 end = 0.0
                 metrics.in_flight += 1
@@ -439,6 +456,7 @@ class MetricsMiddleware:
                     hist.counts[bisect_left(hist.bounds, seconds)] += 1
                     hist.sum += seconds
                 return
+        metrics = self._metrics
         end = 0.0
         status = 0
         size = 0

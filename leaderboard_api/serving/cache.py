@@ -18,14 +18,29 @@ Single flight
     does not cancel the build.  An exception reaches every waiter and nothing is stored:
     the next request tries again.
 
+Scheduling
+    With a :class:`~leaderboard_api.serving.scheduler.BuildScheduler` every build goes
+    through it: ``get_or_build(..., background=True)`` (warmup, reload) queues behind
+    builds a client waits for, and both are paced while the server is under load.  A
+    client asking for a key whose background build is still queued promotes it.  A cold
+    on-demand request beyond the scheduler's queue bounds raises
+    :class:`~leaderboard_api.serving.scheduler.Overloaded` (nothing is queued, event
+    ``"rejected"``).  A queued background build is dropped when its last waiter is
+    cancelled (a superseded warmup task), and by :meth:`PayloadCache.retain` for the keys
+    it drops or :meth:`PayloadCache.cancel_background`; remaining waiters get
+    :class:`~leaderboard_api.serving.scheduler.BuildCancelled` (event ``"cancelled"``).
+    An on-demand build keeps running when its clients leave, as without a scheduler.
+    Without a scheduler, builds start at once and ``background`` changes nothing.
+
 Concurrency model
     Use one cache from one event loop; only the build callables run elsewhere.  Nothing
     here locks: dict operations between awaits are atomic with respect to the loop.
 
 Hooks
     ``on_event(layer, result)`` is called with layer ``"pinned"`` or ``"lru"`` and result
-    ``"hit"``, ``"miss"``, ``"coalesced"``, ``"error"``, ``"evicted"`` or ``"oversize"``;
-    ``on_build(layer, seconds)`` after each successful build.  Metrics attach there.
+    ``"hit"``, ``"miss"``, ``"coalesced"``, ``"error"``, ``"evicted"``, ``"oversize"``,
+    ``"rejected"`` or ``"cancelled"``; ``on_build(layer, seconds)`` after each successful
+    build (the time it ran, not the time it waited).  Metrics attach there.
 """
 
 from __future__ import annotations
@@ -37,8 +52,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 
 from leaderboard_api.serving.payload import Payload
+from leaderboard_api.serving.scheduler import BuildCancelled, BuildScheduler, Overloaded, Ticket
 
 __all__ = ["BuildHook", "CacheStats", "EventHook", "PayloadCache"]
 
@@ -63,6 +80,22 @@ class CacheStats:
     lru_entries: int
     lru_bytes: int
     inflight: int
+    rejected: int = 0
+    cancelled: int = 0
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A build in flight: its task, its scheduler ticket (if any) and how many await it."""
+
+    task: asyncio.Task[Payload]
+    ticket: Ticket[Payload] | None
+    waiters: int = 0
+
+
+def _outcome_seen(task: asyncio.Task[Payload]) -> None:
+    if not task.cancelled():
+        task.exception()  # marks it retrieved: asyncio would log it as never retrieved
 
 
 def _keep_everything(key: Hashable) -> bool:
@@ -81,7 +114,11 @@ class PayloadCache:
     max_entries, max_bytes
         Bounds of the LRU layer; the pinned layer is not bounded.
     executor
-        Where build callables run; None means the event loop's default executor.
+        Where build callables run without a scheduler; None means the event loop's
+        default executor.
+    scheduler
+        Every build goes through it (priorities, bounded concurrency, pacing); None
+        starts each build at once.
     on_event, on_build
         Optional observability hooks (see the module docstring).
     """
@@ -92,6 +129,7 @@ class PayloadCache:
         max_entries: int = 1024,
         max_bytes: int = 256 * 1024 * 1024,
         executor: Executor | None = None,
+        scheduler: BuildScheduler | None = None,
         on_event: EventHook | None = None,
         on_build: BuildHook | None = None,
     ) -> None:
@@ -101,6 +139,7 @@ class PayloadCache:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._executor = executor
+        self._scheduler = scheduler
         self._on_event = on_event
         self._on_build = on_build
         self._pinned: dict[Hashable, Payload] = {}
@@ -109,7 +148,7 @@ class PayloadCache:
         self._pinned_refs: dict[int, int] = {}
         self._lru: OrderedDict[Hashable, Payload] = OrderedDict()
         self._lru_bytes = 0
-        self._inflight: dict[Hashable, asyncio.Task[Payload]] = {}
+        self._inflight: dict[Hashable, _Flight] = {}
         # Builds that started before the last retain()/clear() store their result only if
         # the filter of that call keeps their key: a swap must not be undone by a slow build.
         self._generation = 0
@@ -120,6 +159,8 @@ class PayloadCache:
         self._builds = 0
         self._build_errors = 0
         self._evictions = 0
+        self._rejected = 0
+        self._cancelled = 0
 
     def get_ready(self, key: Hashable) -> Payload | None:
         """Return the payload for ``key`` if it is built, without waiting; counts hits only.
@@ -142,7 +183,12 @@ class PayloadCache:
         return payload
 
     async def get_or_build(
-        self, key: Hashable, build: Callable[[], Payload], *, pin: bool = False
+        self,
+        key: Hashable,
+        build: Callable[[], Payload],
+        *,
+        pin: bool = False,
+        background: bool = False,
     ) -> Payload:
         """Return the payload for ``key``, building it with ``build`` if it is not cached.
 
@@ -155,9 +201,16 @@ class PayloadCache:
             most once at a time per key.
         pin
             Keep the result in the pinned layer (never evicted) instead of the LRU.
+        background
+            No client waits for this build (warmup, reload): with a scheduler it queues
+            behind on-demand builds and may be cancelled while queued.
 
         Raises
         ------
+        Overloaded
+            A cold on-demand key while the scheduler's queue is full.
+        BuildCancelled
+            A background build cancelled before it started.
         Exception
             Whatever ``build`` raised, to every request waiting on that build.
         """
@@ -165,36 +218,83 @@ class PayloadCache:
         if payload is not None:
             return payload
         layer = "pinned" if pin else "lru"
-        task = self._inflight.get(key)
-        if task is None:
+        flight = self._inflight.get(key)
+        if flight is None:
+            ticket = self._submit(key, build, layer=layer, background=background)
             self._misses += 1
             self._emit(layer, "miss")
-            task = asyncio.get_running_loop().create_task(self._build(key, build, pin=pin))
-            self._inflight[key] = task
+            task = asyncio.get_running_loop().create_task(
+                self._build(key, build, pin=pin, ticket=ticket)
+            )
+            flight = self._inflight[key] = _Flight(task, ticket)
         else:
             self._coalesced += 1
             self._emit(layer, "coalesced")
-        # shield: a cancelled waiter must not cancel a build others are waiting on.
-        return await asyncio.shield(task)
+            if not background and flight.ticket is not None:
+                flight.ticket.promote()  # a client waits now: it leaves the background lane
+        flight.waiters += 1
+        try:
+            # shield: a cancelled waiter must not cancel a build others are waiting on.
+            return await asyncio.shield(flight.task)
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                # Nobody waits any more: a queued background build is dropped, and whatever
+                # the build ends with has no one to reach (errors are counted all the same).
+                if flight.ticket is not None and flight.ticket.background:
+                    flight.ticket.cancel()
+                flight.task.add_done_callback(_outcome_seen)
 
-    async def _build(self, key: Hashable, build: Callable[[], Payload], *, pin: bool) -> Payload:
+    def _submit(
+        self, key: Hashable, build: Callable[[], Payload], *, layer: str, background: bool
+    ) -> Ticket[Payload] | None:
+        """Hand a new build to the scheduler (None without one)."""
+        if self._scheduler is None:
+            return None
+        # The caller's context variables (tracing spans) travel with the build.
+        run = partial(contextvars.copy_context().run, build)
+        try:
+            return self._scheduler.submit(run, background=background, tag=key)
+        except Overloaded:
+            self._rejected += 1
+            self._emit(layer, "rejected")
+            raise
+
+    async def _build(
+        self,
+        key: Hashable,
+        build: Callable[[], Payload],
+        *,
+        pin: bool,
+        ticket: Ticket[Payload] | None,
+    ) -> Payload:
         layer = "pinned" if pin else "lru"
         generation = self._generation
-        context = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            payload = await loop.run_in_executor(self._executor, context.run, build)
+            if ticket is None:
+                context = contextvars.copy_context()
+                loop = asyncio.get_running_loop()
+                payload = await loop.run_in_executor(self._executor, context.run, build)
+                seconds = time.perf_counter() - started
+            else:
+                payload = await ticket
+                seconds = ticket.seconds if ticket.seconds is not None else 0.0
+        except BuildCancelled:
+            self._cancelled += 1
+            self._emit(layer, "cancelled")
+            raise
         except Exception:
             self._build_errors += 1
             self._emit(layer, "error")
             raise
         finally:
-            if self._inflight.get(key) is asyncio.current_task():
+            flight = self._inflight.get(key)
+            if flight is not None and flight.task is asyncio.current_task():
                 del self._inflight[key]
         self._builds += 1
         if self._on_build is not None:
-            self._on_build(layer, time.perf_counter() - started)
+            self._on_build(layer, seconds)
         if generation == self._generation or self._keep(key):
             self.put(key, payload, pin=pin)
         return payload
@@ -236,8 +336,9 @@ class PayloadCache:
     def retain(self, keep: Callable[[Hashable], bool]) -> int:
         """Drop every entry whose key ``keep`` rejects, in both layers; return how many.
 
-        Builds already running store their result only if ``keep`` accepts its key.
-        Typical use after a dataset swap: ``cache.retain(lambda key: key[0] == new_id)``.
+        Builds already running store their result only if ``keep`` accepts its key;
+        queued background builds of keys it rejects are cancelled.  Typical use after a
+        dataset swap: ``cache.retain(lambda key: key[0] == new_id)``.
         """
         dropped = 0
         for key in [key for key in self._pinned if not keep(key)]:
@@ -248,7 +349,22 @@ class PayloadCache:
             dropped += 1
         self._generation += 1
         self._keep = keep
+        self.cancel_background(lambda key: not keep(key))
         return dropped
+
+    def cancel_background(self, drop: Callable[[Hashable], bool]) -> int:
+        """Cancel the queued background builds of the keys ``drop`` accepts.
+
+        For a reload that supersedes a warmup still under way, when its waiters are not
+        cancelled themselves (cancelling the last waiter of a queued background build
+        drops it anyway).  Their waiters get :class:`BuildCancelled`; builds already
+        running finish.  Returns how many queued builds were cancelled.
+        """
+        return sum(
+            1
+            for key, flight in list(self._inflight.items())
+            if flight.ticket is not None and drop(key) and flight.ticket.cancel()
+        )
 
     def _unpin(self, key: Hashable) -> None:
         payload = self._pinned.pop(key)
@@ -287,6 +403,8 @@ class PayloadCache:
             lru_entries=len(self._lru),
             lru_bytes=self._lru_bytes,
             inflight=len(self._inflight),
+            rejected=self._rejected,
+            cancelled=self._cancelled,
         )
 
     def _emit(self, layer: str, result: str) -> None:

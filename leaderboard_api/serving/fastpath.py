@@ -65,8 +65,6 @@ Answer = tuple[int, tuple[tuple[bytes, bytes], ...], bytes]
 #: The request headers an answer depends on, raw (None when absent).
 Conditions = tuple[bytes | None, bytes | None, bytes | None]
 
-_METHODS: Final = frozenset({"GET", "HEAD"})
-
 
 def answer(
     payload: Payload,
@@ -247,25 +245,34 @@ async def send_payload(
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
+#: The request headers :func:`_conditions` reads.
+_CONDITION_NAMES: Final = frozenset(
+    {b"accept-encoding", b"if-none-match", b"if-modified-since", b"origin"}
+)
+
+
 def _conditions(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
     """Accept-Encoding, If-None-Match, If-Modified-Since and Origin, raw (None when absent).
 
     Repeated Accept-Encoding or If-None-Match fields are joined with commas (RFC 9110
-    §5.3); a repeated If-Modified-Since or Origin keeps the last.
+    §5.3); a repeated If-Modified-Since or Origin keeps the last.  :meth:`FastPath.prebuilt`
+    inlines this loop: keep the two in step.
     """
     accept: bytes | None = None
     if_none_match: bytes | None = None
     if_modified_since: bytes | None = None
     origin: bytes | None = None
     for name, value in scope["headers"]:
-        if name == b"accept-encoding":
-            accept = value if accept is None else accept + b"," + value
-        elif name == b"if-none-match":
-            if_none_match = value if if_none_match is None else if_none_match + b"," + value
-        elif name == b"if-modified-since":
-            if_modified_since = value
-        elif name == b"origin":
-            origin = value
+        # One set lookup rejects the many headers a browser sends that matter not here.
+        if name in _CONDITION_NAMES:
+            if name == b"accept-encoding":
+                accept = value if accept is None else accept + b"," + value
+            elif name == b"if-none-match":
+                if_none_match = value if if_none_match is None else if_none_match + b"," + value
+            elif name == b"if-modified-since":
+                if_modified_since = value
+            else:
+                origin = value
     return accept, if_none_match, if_modified_since, origin
 
 
@@ -320,18 +327,40 @@ class FastPath:
         Status, a fresh header list and the body (empty for HEAD and 304): exactly what
         :meth:`__call__` would send.  ``scope["type"]`` must be ``"http"``.
         """
-        if scope["method"] not in _METHODS:
+        method = scope["method"]
+        if method != "GET" and method != "HEAD":
             return None
         payload = self._lookup(scope["path"], scope["query_string"])
         if payload is None:
             return None
-        accept, if_none_match, if_modified_since, origin = _conditions(scope)
-        status, headers, body = self.memo.get(payload, (accept, if_none_match, if_modified_since))
+        # _conditions and AnswerMemo.get's hit, inlined: this runs for every request the
+        # fast path answers, and each call costs as much as the work it does.
+        accept: bytes | None = None
+        if_none_match: bytes | None = None
+        if_modified_since: bytes | None = None
+        origin: bytes | None = None
+        for name, value in scope["headers"]:
+            if name in _CONDITION_NAMES:
+                if name == b"accept-encoding":
+                    accept = value if accept is None else accept + b"," + value
+                elif name == b"if-none-match":
+                    if_none_match = value if if_none_match is None else if_none_match + b"," + value
+                elif name == b"if-modified-since":
+                    if_modified_since = value
+                else:
+                    origin = value
+        conditions = (accept, if_none_match, if_modified_since)
+        memo = self.memo
+        answers = memo._by_payload.get(id(payload))
+        found = None
+        if answers is not None and answers.ref() is payload:
+            found = answers.table.get(conditions)
+        status, headers, body = found if found is not None else memo.get(payload, conditions)
         if origin is not None and self._origin_headers is not None:
             out = [*headers, *self._origin_headers(origin)]
         else:
             out = [*headers]
-        return status, out, b"" if scope["method"] == "HEAD" else body
+        return status, out, body if method == "GET" else b""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
