@@ -280,3 +280,6 @@ class ReadyOut(Schema):
     warmup_seconds: float | None = None
     last_error: str | None = None
     warnings: list[str] = []
+    #: The operational store (submissions, votes, keys): ``ok``, an error, or None when
+    #: the write side is off.  It does not gate readiness: reads never need it.
+    state_store: str | None = None

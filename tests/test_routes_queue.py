@@ -660,3 +660,13 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
     for model, direction in acknowledged_votes.items():
         assert cast.get(model) == direction
     assert len(found) + len(cast) < total  # the kill did cut the burst short
+
+
+async def test_ready_reports_the_state_store(tmp_path: Path) -> None:
+    async with started(tmp_path) as c:
+        body = (await c.http.get("/ready")).json()
+        assert body["status"] == "ready"
+        assert body["stateStore"] == "ok"
+    # With the write side off, /ready says nothing about a store.
+    async with running(create_app(settings())) as http:
+        assert (await http.get("/ready")).json()["stateStore"] is None

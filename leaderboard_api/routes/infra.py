@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,9 @@ async def ready(request: Request) -> Response:
     """Readiness: 503 with Retry-After until the dataset is loaded and warm, then 200."""
     state = get_state(request)
     body = ready_body(state)
+    if state.ops is not None:
+        healthy, detail = await asyncio.to_thread(state.ops.health)
+        body["stateStore"] = "ok" if healthy else detail
     if not state.ready:
         return Response(
             orjson.dumps(body),
