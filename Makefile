@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint fmt bench install dev clean chromium fuzz
+.PHONY: serve test lint fmt bench install dev clean chromium fuzz services
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,6 +33,11 @@ chromium:
 		( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >/dev/null 2>&1 \
 		  || echo "nginx could not be installed; nginx tests will be skipped" )
 
+# PostgreSQL (postgresql) and Redis (redis-server) from Debian: the tests start their own
+# servers on 127.0.0.1 in temporary folders, never the system services.
+services:
+	bash scripts/ci-services.sh
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,8 +47,7 @@ fmt: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(VENV)/.dev-installed chromium lint
-	bash scripts/ci-services.sh
+test: $(VENV)/.dev-installed chromium services lint
 	$(BIN)/python -m pytest
 
 # schemathesis with every check and many examples, on the sample and the whole MTEB data

@@ -287,7 +287,7 @@ async def load_and_warm(state: AppState, *, initial: bool = False) -> ReloadOutc
                 loaded = await asyncio.to_thread(_prepare, state, source, state.generation)
             plan = warm_plan(loaded.views, loaded.fingerprints)
             first = [item for item in plan if item.phase == "ready"]
-            reused = sum(1 for item in plan if state.cache.get_ready(item.key) is not None)
+            reused = sum(1 for item in plan if item.key in state.cache)  # not counted as hits
             if not state.settings.warmup:
                 first = []
             builds_before = state.cache.stats.builds
