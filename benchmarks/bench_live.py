@@ -94,15 +94,17 @@ class Client:
         return json.loads(body)
 
 
-def _start(data: Path, cache: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start(data: Path, cache: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The server on a free port; its log goes to ``log`` (its tail is printed on failure)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEADERBOARD_", "OTEL_"))}
     env["LEADERBOARD_CACHE_DIR"] = str(cache)
     env["LEADERBOARD_ADMIN_TOKEN"] = TOKEN
     cmd = [sys.executable, "-m", "leaderboard_api", "serve", "--data", str(data)]
-    proc = subprocess.Popen(
-        [*cmd, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*cmd, "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     return proc, port
 
 
@@ -188,6 +190,11 @@ def _hammer(port: int, path: str, etag: str, stop: threading.Event, counts: list
         counts.append(time.monotonic())
 
 
+def _tail(log: Path, lines: int = 40) -> None:
+    text = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    print("\n".join(["--- server log (tail) ---", *text[-lines:]]), file=sys.stderr)
+
+
 def _rate(counts: list[float], start: float, end: float) -> float:
     n = sum(1 for t in counts if start <= t <= end)
     return n / max(end - start, 1e-9)
@@ -201,7 +208,8 @@ def run(
         data = Path(scratch) / "data"
         cache = Path(scratch) / "cache"
         _scratch_copy(dataset, data)
-        proc, port = _start(data, cache)
+        log = Path(scratch) / "server.log"
+        proc, port = _start(data, cache, log)
         try:
             ready = _wait(port, proc, warm=False, timeout=timeout)
             warm = _wait(port, proc, warm=True, timeout=timeout) + ready
@@ -281,10 +289,13 @@ def run(
                 f"ETag: {len(moved)}"
             )
             lines.append(f"- RSS after the reload, warm: {_rss_mb(proc.pid)} MB")
+        except Exception:
+            _tail(log)
+            raise
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-        proc, port = _start(data, cache)
+        proc, port = _start(data, cache, log)
         try:
             started = time.monotonic()
             ready = _wait(port, proc, warm=False, timeout=timeout)
@@ -307,6 +318,9 @@ def run(
             )
             lines.append(f"- payloads built after the restart: {builds:.0f}")
             lines.append(f"- RSS after the restart, warm: {_rss_mb(proc.pid)} MB")
+        except Exception:
+            _tail(log)
+            raise
         finally:
             proc.terminate()
             proc.wait(timeout=60)

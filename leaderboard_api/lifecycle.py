@@ -5,11 +5,13 @@
 1. resolve the source; an unchanged snapshot id ends the check;
 2. stop the background warmup of the previous snapshot (a newer load supersedes it);
 3. load the snapshot off the event loop, with its views and fingerprints;
-4. make every ``ready`` route (lists, leaderboards, benchmark pages) servable: a payload
-   whose content key (its fingerprint) is unchanged is reused as it is, one in the
-   on-disk store is read back, only the others are built;
+4. on the first load, make every ``ready`` route (lists, leaderboards, benchmark pages)
+   servable before ``/ready`` says so: a payload whose content key (its fingerprint) is
+   cached or in the on-disk store is used as it is, only the others are built;
 5. swap in one assignment (the old snapshot answers until then), keeping every cached
-   payload the new snapshot still reads and dropping the others;
+   payload the new snapshot still reads and dropping the others.  A reload swaps without
+   building anything: unchanged pages keep their payloads, a changed one is built on its
+   first request (ahead of any background build) or by the warmup below;
 6. build the remaining routes in the background, newest snapshot only, and write the
    snapshot's manifest (route -> content key) so a restart serves them at once.
 
@@ -29,7 +31,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from leaderboard_api.dataset.contract import DatasetError
-from leaderboard_api.dataset.loader import load_snapshot
+from leaderboard_api.dataset.gitsync import pull
+from leaderboard_api.dataset.loader import load_snapshot, release_memory
 from leaderboard_api.dataset.sources import ResolvedSource, resolve
 from leaderboard_api.fingerprints import compute, fingerprint_values, settings_fingerprint
 from leaderboard_api.payloads import ROUTES, WarmItem, builder, fingerprint_of, warm_plan
@@ -46,6 +49,9 @@ __all__ = ["load_and_warm", "preload", "reload_now", "resolve_source", "startup"
 
 
 def resolve_source(settings: Settings) -> ResolvedSource:
+    if settings.dataset_pull:
+        # A replica's clone: what the others pushed is served too (fast-forward only).
+        pull(settings.data)
     return resolve(settings.data, hf_cache_dir=settings.hf_cache_dir)
 
 
@@ -70,8 +76,8 @@ def _in_memory(state: AppState, item: WarmItem) -> bool:
     return not (item.spec.long_tail and state.store is not None)
 
 
-def _place(state: AppState, routing: Routing, item: WarmItem, payload: Payload) -> None:
-    if _in_memory(state, item):
+def _place(state: AppState, routing: Routing, item: WarmItem, payload: Payload | None) -> None:
+    if payload is not None and _in_memory(state, item):
         state.cache.put(item.key, payload, pin=True)
         for path in item.paths:
             routing.routes[(path, b"")] = payload
@@ -150,11 +156,13 @@ async def _payloads(
     *,
     pin: bool | None = None,
     background: bool = True,
-) -> dict[str, Payload]:
+) -> dict[str, Payload | None]:
     """The payload of every item: cached, read from the store or built (bounded concurrency;
-    ``background`` builds are paced by the scheduler while requests flow)."""
+    ``background`` builds are paced by the scheduler while requests flow).  None for a
+    long-tail item built into the on-disk store only: holding the warmup's long tail in
+    memory as well would grow RSS by the LRU's bound for payloads read back on request."""
     semaphore = asyncio.Semaphore(state.settings.warmup_concurrency)
-    out: dict[str, Payload] = {}
+    out: dict[str, Payload | None] = {}
 
     async def one(item: WarmItem) -> None:
         ready = state.cache.get_ready(item.key)
@@ -167,9 +175,10 @@ async def _payloads(
             build = builder(state, loaded, item.spec, item.name, None, item.key)
             keep = _in_memory(state, item) if pin is None else pin
             try:
-                out[item.key] = await state.cache.get_or_build(
-                    item.key, build, pin=keep, background=background
+                payload = await state.cache.get_or_build(
+                    item.key, build, pin=keep, background=background, memo=keep
                 )
+                out[item.key] = payload if keep else None
             except BuildCancelled:
                 return  # superseded by a newer load, or shutting down
             except (ScoringError, DatasetError) as exc:
@@ -184,7 +193,7 @@ async def _payloads(
 
 
 def _swap(
-    state: AppState, loaded: Loaded, plan: list[WarmItem], ready: dict[str, Payload]
+    state: AppState, loaded: Loaded, plan: list[WarmItem], ready: dict[str, Payload | None]
 ) -> Routing:
     """Install ``loaded`` with every payload already at hand; drop what it no longer reads."""
     routing = _new_routing(state)
@@ -239,14 +248,15 @@ async def _background(
     if loaded.generation != state.generation:
         return
     for item in todo:
-        payload = built.get(item.key)
-        if payload is not None:
-            _place(state, routing, item, payload)
+        if item.key in built:
+            _place(state, routing, item, built[item.key])
     state.warmed += len(built)
     if store is not None:
         await asyncio.to_thread(
             store.write_manifest, _manifest_name(state, loaded.snapshot.id), dict(routing.manifest)
         )
+    # Thousands of builds leave the allocator holding freed arenas: hand them back.
+    await asyncio.to_thread(release_memory, collect=False)
     state.mark_warm(True)
     log.info(
         "warmup finished for %s: %d payloads built in %.2fs",
@@ -286,9 +296,12 @@ async def load_and_warm(state: AppState, *, initial: bool = False) -> ReloadOutc
             with state.span("dataset.load", source=source.spec, snapshot=source.snapshot_id):
                 loaded = await asyncio.to_thread(_prepare, state, source, state.generation)
             plan = warm_plan(loaded.views, loaded.fingerprints)
-            first = [item for item in plan if item.phase == "ready"]
             reused = sum(1 for item in plan if item.key in state.cache)  # not counted as hits
-            if not state.settings.warmup:
+            first = [item for item in plan if item.phase == "ready"]
+            if not state.settings.warmup or not initial:
+                # A reload swaps at once: what it reuses is served as it is, and a changed
+                # page is built on its first request (on-demand builds go first) or by the
+                # background warmup, which takes the changed ready pages before the rest.
                 first = []
             builds_before = state.cache.stats.builds
             with state.span("warmup", phase="ready", payloads=len(first)):
@@ -319,7 +332,9 @@ async def load_and_warm(state: AppState, *, initial: bool = False) -> ReloadOutc
             state.mark_warm(True)
         else:
             state.mark_warm(False)
-            rest = [item for item in plan if item.phase != "ready"]
+            # A reload's changed ready pages first, then the long tail.
+            rest = [item for item in plan if item.phase == "ready"] if not initial else []
+            rest += [item for item in plan if item.phase != "ready"]
             state.background = state.spawn(_background(state, loaded, routing, rest))
         if not initial:
             _count(state, "swapped")

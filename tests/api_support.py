@@ -30,7 +30,9 @@ def copy_sample(dest: Path) -> Path:
 
 
 def settings(**overrides: Any) -> Settings:
-    base: dict[str, Any] = {"cache_dir": None, "state": "none"}
+    # The cold-build limit is off: tests build hundreds of parameter sets from one address;
+    # tests/test_api_cold_limit.py turns it on.
+    base: dict[str, Any] = {"cache_dir": None, "state": "none", "rate_limit_cold_builds": ""}
     base.update(overrides)
     return Settings(**base)
 
@@ -114,7 +116,12 @@ def server_process(
     import os
 
     port = free_port()
-    full_env = {**os.environ, "LEADERBOARD_CACHE_DIR": "", **(env or {})}
+    full_env = {
+        **os.environ,
+        "LEADERBOARD_CACHE_DIR": "",
+        "LEADERBOARD_RATE_LIMIT_COLD_BUILDS": "",  # as settings() above
+        **(env or {}),
+    }
     import tempfile
 
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below

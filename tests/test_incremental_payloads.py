@@ -117,6 +117,28 @@ async def test_reused_payloads_equal_a_fresh_build_after_each_kind_of_change(
             before = after
 
 
+async def test_a_reload_swaps_before_building_and_serves_changed_pages_on_request(
+    tmp_path: Path,
+) -> None:
+    data = copy_sample(tmp_path / "data")
+    app = create_app(settings(data=str(data), admin_token=TOKEN))
+    async with running(app) as client:
+        state = app.state.lb
+        add_serving_model(data)
+        response = await client.post("/admin/reload", headers=AUTH)
+        outcome = response.json()
+        assert outcome["result"] == "swapped"
+        assert outcome["built"] == 0  # nothing was built before the swap
+        touched = [
+            name
+            for name in state.loaded.views.benchmark_names()
+            if b"newco/fast-serve-1" in (await client.get(f"/v1/benchmarks/{name}/scores")).content
+        ]
+        # The new numbers are served at once (built on request, ahead of the warmup).
+        assert touched
+        assert await served(app) == await fresh(data)
+
+
 async def test_a_new_model_on_one_benchmark_keeps_every_other_etag(tmp_path: Path) -> None:
     data = copy_sample(tmp_path / "data")
     app = create_app(settings(data=str(data), admin_token=TOKEN))

@@ -60,6 +60,10 @@ MEDIA_200: dict[str, dict[str, Any]] = {
 }
 
 
+#: /v1 reads that are not payloads built per parameter set (no cold-build limit).
+_NOT_BUILT = ("/v1/submissions", "/v1/votes", "/v1/icon/")
+
+
 def _problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -115,6 +119,16 @@ def document(generated: dict[str, Any]) -> dict[str, Any]:
             if path.startswith("/v1/"):
                 responses["503"] = {
                     **_problem("The dataset is still loading; retry after Retry-After seconds."),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                }
+            queried = any(p.get("in") == "query" for p in operation.get("parameters", []))
+            cached = path.startswith("/v1/") and not path.startswith(_NOT_BUILT)
+            if cached and method in ("get", "head") and queried and "429" not in responses:
+                responses["429"] = {
+                    **_problem(
+                        "Too many cold parameterized builds from this address (a parameter "
+                        "combination not built yet); retry after Retry-After seconds."
+                    ),
                     "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                 }
             if path.startswith("/v1/icon/"):

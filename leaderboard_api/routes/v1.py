@@ -10,6 +10,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from leaderboard_api import schemas
+from leaderboard_api.auth.dependencies import auth_context
+from leaderboard_api.auth.ratelimit import COLD_BUILDS
 from leaderboard_api.payloads import ROUTES, builder, content_key, route_fingerprint
 from leaderboard_api.queries import ModelQuery, TaskQuery
 from leaderboard_api.scoring.errors import BadParameter
@@ -41,6 +43,14 @@ async def serve(
     )
     # Unparameterized routes stay in memory, except the long tail when a store backs it.
     pin = not params and not (spec.long_tail and state.store is not None)
+    if params and state.cache.get_ready(key) is None and not state.cache.building(key):
+        # A cold parameterized build costs up to half a second of CPU: counted per
+        # client address (429 with Retry-After over the limit); waiting on a build
+        # already running, or a cached answer, costs nothing and is not counted.
+        context = auth_context(request)
+        if context.limiter is not None:
+            address = context.client_address(request.scope)
+            await context.limiter.check(COLD_BUILDS, address)
     build = builder(state, loaded, spec, name, arg, key)
     payload = await state.cache.get_or_build(key, build, pin=pin)
     # Alias the raw spelling so the next identical request takes the fast path.

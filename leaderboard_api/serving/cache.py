@@ -189,6 +189,7 @@ class PayloadCache:
         *,
         pin: bool = False,
         background: bool = False,
+        memo: bool = True,
     ) -> Payload:
         """Return the payload for ``key``, building it with ``build`` if it is not cached.
 
@@ -204,6 +205,9 @@ class PayloadCache:
         background
             No client waits for this build (warmup, reload): with a scheduler it queues
             behind on-demand builds and may be cancelled while queued.
+        memo
+            Keep the built payload in memory at all (False: the caller keeps it elsewhere,
+            such as the on-disk store a warmup fills).
 
         Raises
         ------
@@ -224,7 +228,7 @@ class PayloadCache:
             self._misses += 1
             self._emit(layer, "miss")
             task = asyncio.get_running_loop().create_task(
-                self._build(key, build, pin=pin, ticket=ticket)
+                self._build(key, build, pin=pin, ticket=ticket, memo=memo)
             )
             flight = self._inflight[key] = _Flight(task, ticket)
         else:
@@ -267,6 +271,7 @@ class PayloadCache:
         *,
         pin: bool,
         ticket: Ticket[Payload] | None,
+        memo: bool = True,
     ) -> Payload:
         layer = "pinned" if pin else "lru"
         generation = self._generation
@@ -295,7 +300,7 @@ class PayloadCache:
         self._builds += 1
         if self._on_build is not None:
             self._on_build(layer, seconds)
-        if generation == self._generation or self._keep(key):
+        if memo and (generation == self._generation or self._keep(key)):
             self.put(key, payload, pin=pin)
         return payload
 
@@ -381,6 +386,10 @@ class PayloadCache:
     def clear(self) -> None:
         """Drop everything; builds already running deliver to their waiters but store nothing."""
         self.retain(_keep_nothing)
+
+    def building(self, key: Hashable) -> bool:
+        """Whether a build of ``key`` is in flight (a request for it would wait, not build)."""
+        return key in self._inflight
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._pinned or key in self._lru
