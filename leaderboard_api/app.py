@@ -34,6 +34,7 @@ from leaderboard_api.observability.tracing import TracingMiddleware, setup_traci
 from leaderboard_api.payloads import TEMPLATES
 from leaderboard_api.problems import install_problem_handlers
 from leaderboard_api.routes import admin, icon, infra, openapi_docs, openllm, queue, v1
+from leaderboard_api.routes import results as results_routes
 from leaderboard_api.serving.cache import PayloadCache
 from leaderboard_api.serving.fallback import StoreFallback
 from leaderboard_api.serving.fastpath import FastPath, OriginHeaders
@@ -275,6 +276,7 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
     app.include_router(icon.router)
     # Before v1: its /v1/models/{name:path} would take /v1/models/{name}/votes.
     app.include_router(queue.router)
+    app.include_router(results_routes.router)
     app.include_router(openllm.router)
     app.include_router(v1.router)
     if settings.cors_origins:
@@ -311,7 +313,14 @@ def create_app(settings: Settings | None = None) -> LeaderboardApp:
     static_paths = [path for path, _ in infra.static_files(infra.static_dir())]
     static_paths += infra.BUILTIN_PATHS
     templates = RouteTemplates(
-        [*ROOT_TEMPLATES, *TEMPLATES, *queue.TEMPLATES, *openllm.TEMPLATES, *static_paths]
+        [
+            *ROOT_TEMPLATES,
+            *TEMPLATES,
+            *queue.TEMPLATES,
+            *results_routes.TEMPLATES,
+            *openllm.TEMPLATES,
+            *static_paths,
+        ]
     )
     if state.tracing is not None:
         outer = TracingMiddleware(outer, handle=state.tracing, templates=templates)

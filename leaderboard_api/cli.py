@@ -1,4 +1,4 @@
-"""The command line: serve, warm, get, validate, import and export."""
+"""The command line: serve, warm, get, validate, import, ingest and export."""
 
 from __future__ import annotations
 
@@ -138,6 +138,38 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from leaderboard_api.dataset.writer import (
+        GitOptions,
+        NotWritable,
+        WriteFailed,
+        batch_from_file,
+        ingest,
+        writable_root,
+    )
+
+    settings = _settings(args)
+    try:
+        root = writable_root(args.data)
+        batch = batch_from_file(Path(args.file))
+        git = GitOptions(
+            author_name=settings.ingest_git_author_name,
+            author_email=settings.ingest_git_author_email,
+            push_retries=settings.ingest_push_retries,
+        )
+        result = ingest(root, batch, message=args.message, git=git)
+    except (NotWritable, WriteFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    what = "ingested" if result.created else "already there, nothing written"
+    print(f"{what}: {result.file} ({result.rows} rows)")
+    if result.models or result.tasks:
+        print(f"  new catalog entries: {len(result.models)} model(s), {len(result.tasks)} task(s)")
+    pushed = " (pushed)" if result.pushed else ""
+    print(f"version {result.version}{pushed}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from leaderboard_api.export import ExportError, export_site
 
@@ -198,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=_cmd_import)
+
+    ingest = sub.add_parser("ingest", help="add results to a dataset as a new version")
+    ingest.add_argument("file", help="results: .parquet, or JSON rows (optionally with entries)")
+    ingest.add_argument("--data", required=True, help="the dataset directory to write into")
+    ingest.add_argument("--message", help="commit message (git datasets)")
+    ingest.set_defaults(func=_cmd_ingest)
 
     export = sub.add_parser("export", help="write every unparameterized route as static files")
     _add_data(export)

@@ -255,7 +255,9 @@ async def _background(
         await asyncio.to_thread(
             store.write_manifest, _manifest_name(state, loaded.snapshot.id), dict(routing.manifest)
         )
-    # Thousands of builds leave the allocator holding freed arenas: hand them back.
+    # What only the warmup's builds reused goes, and the allocator hands back what
+    # thousands of builds freed.
+    loaded.views.trim()
     await asyncio.to_thread(release_memory, collect=False)
     state.mark_warm(True)
     log.info(

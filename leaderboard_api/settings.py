@@ -105,6 +105,11 @@ class Settings(BaseSettings):
         description="Seconds between checks for a new dataset version (default 300 for hub, "
         "off for directories); 0 turns watching off.",
     )
+    dataset_pull: bool = Field(
+        default=True,
+        description="Fetch and fast-forward a git dataset with an upstream before each reload "
+        "check (never a merge or rebase; a failed fetch keeps serving the local HEAD).",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         description="Bearer token for POST /admin/reload (at least 16 characters, no "
@@ -125,6 +130,27 @@ class Settings(BaseSettings):
         default=False,
         description="Also accept submissions of models that exist on the Hub (model_info "
         "against hf_auth_endpoint).",
+    )
+    ingest_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1,
+        description="Largest POST /v1/results body (parquet or JSON); larger ones get 413.",
+    )
+    ingest_git_author_name: str = Field(
+        default="leaderboard-api",
+        min_length=1,
+        description="Author (and committer) name of the commits that ingest results.",
+    )
+    ingest_git_author_email: str = Field(
+        default="leaderboard-api@localhost",
+        min_length=1,
+        description="Author (and committer) email of the commits that ingest results.",
+    )
+    ingest_push_retries: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Times an ingest retries a rejected git push (after fetching the remote).",
     )
     read_auth: bool = Field(
         default=False,

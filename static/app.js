@@ -1,8 +1,10 @@
 /** Entry point: read the URL, load what the view needs, draw it; in-page links navigate in place. */
 
 import { getJson, normLanguages, urls } from "./api.js";
+import { h } from "./dom.js";
 import { createLeaderboard } from "./leaderboard.js";
 import { renderModel, renderTask } from "./pages.js";
+import { createQueue, mountAccount, probeQueue } from "./queue.js";
 import { href, leaderboardState, readState, withState } from "./state.js";
 import {
   done,
@@ -18,12 +20,19 @@ import {
 const main = document.getElementById("main");
 const menuEl = document.getElementById("menu");
 const snapEl = document.getElementById("snapshot");
+const siteNav = document.getElementById("site-nav");
+const boardLink = document.getElementById("nav-board");
+const queueLink = document.getElementById("nav-queue");
+const accountEl = document.getElementById("account");
 
 let state = readState();
 let token = 0;
 let board = null; // { key, ctx }: the leaderboard drawn last (kept for coming back)
 let page = null; // { key, update, root }: the model or task page on screen
 let menu = null; // Promise of the menu groups
+let queue = null; // the queue view, made on its first visit and kept
+let queueOn = null; // Promise: does this server have the write side (queue, votes)?
+let account = null; // the header's sign-in control
 
 /** User intents from the views: edit the state, record it in the URL, redraw. */
 const on = {
@@ -36,7 +45,7 @@ const on = {
 };
 
 function refreshMenu() {
-  const detail = state.view === "model" || state.view === "task";
+  const detail = state.view === "model" || state.view === "task" || state.view === "queue";
   updateMenu(menuEl, {
     current: detail ? "" : state.b,
     linkFor: (b) =>
@@ -51,6 +60,35 @@ function refreshMenu() {
         }),
       ),
   });
+}
+
+/** The site links in the header: back to the leaderboard (its state kept) and the queue. */
+function refreshSiteNav() {
+  const onQueue = state.view === "queue";
+  boardLink.setAttribute("href", href(leaderboardState(state)));
+  queueLink.setAttribute("href", href(withState(leaderboardState(state), { view: "queue" })));
+  if (onQueue) {
+    queueLink.setAttribute("aria-current", "page");
+    boardLink.removeAttribute("aria-current");
+  } else {
+    queueLink.removeAttribute("aria-current");
+    boardLink.setAttribute("aria-current", "page");
+  }
+}
+
+/** Ask once whether the server has the write side; when it does, show the queue link and sign-in. */
+function loadQueueProbe() {
+  if (!queueOn) {
+    queueOn = probeQueue().then((on) => {
+      if (on) {
+        siteNav.hidden = false;
+        accountEl.hidden = false;
+        account = mountAccount(accountEl);
+      }
+      return on;
+    });
+  }
+  return queueOn;
 }
 
 function loadMenu() {
@@ -187,11 +225,41 @@ async function showPage(my, focus) {
   if (focus) main.querySelector("h1").focus();
 }
 
+async function showQueue(my, focus) {
+  document.title = "Evaluation queue – Leaderboard";
+  if (!queue || !main.contains(queue.root)) showLoading(main, "Loading the evaluation queue…");
+  const available = await loadQueueProbe();
+  if (my !== token) return;
+  if (!available) {
+    done(main);
+    main.replaceChildren(
+      h(
+        "p",
+        { class: "empty", id: "queue-off" },
+        "The evaluation queue is not available on this server. ",
+        h("a", { "data-nav": true, href: href(leaderboardState(state)) }, "Back to the leaderboard"),
+      ),
+    );
+    return;
+  }
+  queue ??= createQueue({ on, signIn: () => account?.open() });
+  const entering = !main.contains(queue.root);
+  if (entering) {
+    done(main);
+    main.replaceChildren(queue.root);
+  }
+  queue.update(state);
+  if (entering) queue.refresh();
+  if (focus) queue.root.querySelector("h1").focus();
+}
+
 /** Draw the view the URL describes. */
 function route({ focus = false } = {}) {
   state = readState();
   const my = ++token;
   refreshMenu();
+  refreshSiteNav();
+  if (state.view === "queue") return showQueue(my, focus);
   if (state.view === "model" || state.view === "task") return showPage(my, focus);
   return showBoard(my, focus);
 }
@@ -215,4 +283,5 @@ window.addEventListener("popstate", () => route());
 window.addEventListener("hashchange", () => route());
 
 loadMenu().catch(() => {});
+loadQueueProbe();
 route();

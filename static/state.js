@@ -6,10 +6,11 @@
 
 /**
  * Keys, in the order they appear in URLs.
- * view: "" (table) | chart | model | task; b: benchmark; name: model or task of a detail view;
+ * view: "" (table) | chart | model | task | queue; b: benchmark; name: model or task of a detail view;
  * sort/dir: table sort; q: model name filter; open: yes|no; pmin/pmax: parameters (billions);
  * type: model type; lang: languages sent to the API; tasks: 1 shows per-task columns;
- * y: chart metric; psort/pdir: sort of the model or task page's table.
+ * y: chart metric; psort/pdir: sort of the model or task page's table; qs: the queue view's
+ * status tab (pending when empty).
  */
 export const KEYS = [
   "view",
@@ -27,6 +28,7 @@ export const KEYS = [
   "y",
   "psort",
   "pdir",
+  "qs",
 ];
 
 /** The state in a URL fragment; every key present, "" when absent. */
@@ -67,7 +69,7 @@ export function withState(state, changes) {
 
 /** The leaderboard a detail page returns to: the same state without the detail view. */
 export function leaderboardState(state) {
-  return withState(state, { view: "", name: "", psort: "", pdir: "" });
+  return withState(state, { view: "", name: "", psort: "", pdir: "", qs: "" });
 }
 
 /** A model page link that remembers the leaderboard state for its back link. */

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from leaderboard_api.app import LeaderboardApp, create_app
 from leaderboard_api.dataset.sources import sample_path
@@ -182,3 +183,22 @@ def serve_in_thread(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_served(
+    proc: subprocess.Popen[bytes], url: str, log: Path, *, timeout: float = 60.0
+) -> None:
+    """Wait until the server process at ``url`` answers /ready with 200 (fail with the
+    tail of its ``log`` if it exits first, or after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"server not ready after {timeout:.0f} s")
+        time.sleep(0.1)

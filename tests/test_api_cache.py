@@ -128,3 +128,20 @@ def test_restarted_processes_serve_identical_etags(tmp_path: Path) -> None:
                 }
             )
     assert seen[0] == seen[1]
+
+
+async def test_the_warmup_forgets_what_only_model_pages_reuse() -> None:
+    """After the background warmup, per-model rows are not held; a rebuild gives the same bytes."""
+    from leaderboard_api.payloads import ROUTES
+
+    app = create_app(settings())
+    async with running(app) as client:
+        state = app.state.lb
+        context = state.loaded.views.context
+        kinds = {key[0] for key in context._memo if isinstance(key, tuple)}
+        assert not kinds & {"model-rows", "rows-by-model"}
+        model = state.loaded.views.model_names()[0]
+        served = await client.get(f"/v1/models/{model}/scores")
+        assert served.status_code == 200
+        rebuilt = ROUTES["model-scores"].build(state.loaded.views, model, None)
+        assert served.content == rebuilt

@@ -591,6 +591,28 @@ def test_every_write_is_audited(store: StateStore) -> None:
     }
 
 
+def test_record_audits_a_write_kept_elsewhere(store: StateStore) -> None:
+    before = store.change_counter()
+    detail = {"version": "abc123", "rows": 3, "models": ["org/new"], "created": True}
+    entry = store.record("results.ingest", "results/ingest/x.parquet", by=ALICE, detail=detail)
+    assert store.change_counter() == before + 1
+    assert entry.id > 0
+    assert entry.at.tzinfo is not None
+    assert (entry.identity, entry.action, entry.target, entry.address) == (
+        "alice",
+        "results.ingest",
+        "results/ingest/x.parquet",
+        "192.0.2.1",
+    )
+    assert store.audit(limit=1) == [entry]
+    assert store.record("note", "t", by=Actor("cli:x")).detail == {}
+    with pytest.raises(InvalidValue):
+        store.record(" ", "t", by=ALICE)
+    with pytest.raises(InvalidValue):
+        store.record("a" * 65, "t", by=ALICE)
+    assert store.change_counter() == before + 2  # a refused record writes nothing
+
+
 # -- durability --------------------------------------------------------------------------------
 
 BURST = """

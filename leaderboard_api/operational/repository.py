@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from leaderboard_api.operational import migrations
-from leaderboard_api.operational.core import Core
+from leaderboard_api.operational.core import Core, checked_text
 from leaderboard_api.operational.db import create_engine
 from leaderboard_api.operational.keys import Keys
 from leaderboard_api.operational.models import AuditRow, ChangeRow
-from leaderboard_api.operational.records import AuditEntry
+from leaderboard_api.operational.records import Actor, AuditEntry
 from leaderboard_api.operational.submissions import Submissions
 from leaderboard_api.operational.votes import Votes
 
@@ -77,6 +78,18 @@ class StateStore:
         own writes are seen at once."""
         return self._core.change_counter(max_age=max_age)
 
+    def record(
+        self, action: str, target: str, *, by: Actor, detail: Mapping[str, object] | None = None
+    ) -> AuditEntry:
+        """Audit a write kept elsewhere (e.g. a dataset version an ingest committed): one
+        audit row, the change counter bumped, committed before this returns.  ``detail``
+        must be JSON-serializable."""
+        action = checked_text(action, "action", max_length=64)
+        target = checked_text(target, "target", max_length=400)
+        with self._core.write(by) as tx:
+            tx.record(action, target, **dict(detail or {}))
+        return _audit_entry(tx.records[0])
+
     def audit(
         self, *, limit: int = 100, before_id: int | None = None, identity: str | None = None
     ) -> list[AuditEntry]:
@@ -87,18 +100,7 @@ class StateStore:
         if identity is not None:
             query = query.where(AuditRow.identity == identity)
         with self._core.read() as session:
-            return [
-                AuditEntry(
-                    id=row.id,
-                    at=row.at,
-                    identity=row.identity,
-                    action=row.action,
-                    target=row.target,
-                    detail=dict(row.detail),
-                    address=row.address,
-                )
-                for row in session.scalars(query)
-            ]
+            return [_audit_entry(row) for row in session.scalars(query)]
 
     def health(self) -> tuple[bool, str]:
         """(ok, detail) for readiness: the database answers and its schema is at head."""
@@ -117,3 +119,15 @@ class StateStore:
                 f"needs {self._head}: run `leaderboard-api state upgrade`"
             )
         return True, f"{self.backend} state store ok (schema {revision}, change {counter})"
+
+
+def _audit_entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        at=row.at,
+        identity=row.identity,
+        action=row.action,
+        target=row.target,
+        detail=dict(row.detail),
+        address=row.address,
+    )

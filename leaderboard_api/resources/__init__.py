@@ -72,6 +72,12 @@ class Views:
     def memo_size(self) -> int:
         return self.context.memo_size()
 
+    def trim(self) -> int:
+        """Forget what only model pages reuse (per-model score rows, rows by model): once
+        every model page is built, they would hold hundreds of MB on the whole MTEB data
+        for nothing; a later build computes what it needs again."""
+        return self.context.forget(("model-rows", "rows-by-model"))
+
     def model_brief(self, name: str) -> schemas.ModelBriefOut:
         return self.context.model_brief(name)
 

@@ -91,6 +91,16 @@ class Context:
                 self._memo[key] = value
             return value
 
+    def forget(self, kinds: Iterable[str]) -> int:
+        """Drop the memo entries whose key starts with one of ``kinds``; how many went."""
+        drop = frozenset(kinds)
+        with self._lock:
+            gone = [key for key in self._memo if isinstance(key, tuple) and key[0] in drop]
+            for key in gone:
+                del self._memo[key]
+                self._key_locks.pop(key, None)
+        return len(gone)
+
     def memo_size(self) -> int:
         """How many results are memoized (bounded by the snapshot, not by requests)."""
         with self._lock:
