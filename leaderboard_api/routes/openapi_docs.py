@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from leaderboard_api.payloads import ROUTES
+
 PROBLEM = "application/problem+json"
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -60,8 +62,11 @@ MEDIA_200: dict[str, dict[str, Any]] = {
 }
 
 
-#: /v1 reads that are not payloads built per parameter set (no cold-build limit).
-_NOT_BUILT = ("/v1/submissions", "/v1/votes", "/v1/icon/")
+#: The routes served as payloads built per parameter set (the cold-build limit applies),
+#: as the OpenAPI document spells their paths.
+_BUILT = frozenset(
+    path.replace("{name:path}", "{name}") for spec in ROUTES.values() for path in spec.paths
+)
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -122,8 +127,7 @@ def document(generated: dict[str, Any]) -> dict[str, Any]:
                     "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                 }
             queried = any(p.get("in") == "query" for p in operation.get("parameters", []))
-            cached = path.startswith("/v1/") and not path.startswith(_NOT_BUILT)
-            if cached and method in ("get", "head") and queried and "429" not in responses:
+            if path in _BUILT and method in ("get", "head") and queried and "429" not in responses:
                 responses["429"] = {
                     **_problem(
                         "Too many cold parameterized builds from this address (a parameter "
